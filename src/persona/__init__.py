@@ -1,0 +1,1 @@
+"""persona: self-hosted real-time customer data and personalization engine."""

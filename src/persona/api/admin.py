@@ -1,0 +1,36 @@
+"""Operations: health, status, the quarantine of rejected messages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from persona.api.auth import require_secret
+from persona.api.responses import json_response
+from persona.engine import Engine
+from persona.log.events import iso
+from persona.status import status_of
+
+router = APIRouter(tags=["operations"])
+Secret = Annotated[Engine, Depends(require_secret)]
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/v1/status", summary="Log size, processor position and lag, profile counts")
+def status(engine: Secret) -> Response:
+    return json_response(status_of(engine))
+
+
+@router.get("/v1/quarantine", summary="Messages ingest rejected, newest first, with the reason")
+def quarantine(engine: Secret, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               source: str | None = None) -> Response:
+    items = engine.log.quarantined(limit=limit, source_id=source)
+    return json_response({"data": [
+        {**asdict(q), "received_at": iso(q.received_at)} for q in items]})

@@ -1,0 +1,141 @@
+"""The `persona` command: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from persona.access.keys import KeyKind
+from persona.config import SETTINGS, Config, load_config
+from persona.engine import Engine
+from persona.errors import PersonaError
+
+app = typer.Typer(help="persona: self-hosted real-time customer data and personalization engine.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+keys_app = typer.Typer(help="Sources, write keys and secret keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env: PERSONA_DATA_DIR].")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML config file [env: PERSONA_CONFIG].")]
+
+
+def _config(**overrides: object) -> Config:
+    config = load_config(**{k: v for k, v in overrides.items() if k != "log_level"})
+    if overrides.get("log_level"):
+        config = config.with_overrides(log_level=overrides["log_level"])
+    logging.basicConfig(level=config.log_level.upper(), format="%(message)s", datefmt="%X",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    return config
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [env: PERSONA_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env: PERSONA_PORT].")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Run the HTTP API and the stream processor on the embedded store."""
+    from persona.server import Server
+
+    server = Server(_config(host=host, port=port, data_dir=data_dir, config=config))
+    if server.created_keys:
+        console.print("[bold]First start: created keys (shown only once)[/bold]")
+        for name, key in server.created_keys.items():
+            console.print(f"  {name}: [green]{key}[/green]")
+    console.print(f"persona listening on {server.url}  (API docs: {server.url}/docs)")
+    server.run()
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Synthetic customers to simulate.")] = 2000,
+    days: Annotated[int, typer.Option(help="Days of shop activity to simulate.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of the workload: same seed, same events.")] = 42,
+    port: Annotated[int | None, typer.Option(help="Port of the demo server.")] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Store of the demo (recreated unless --keep).")]
+    = Path("persona-demo"),
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the existing demo store instead of starting fresh.")]
+    = False,
+    serve_after: Annotated[bool, typer.Option("--serve/--exit", help="Keep serving after the workload.")] = True,
+) -> None:
+    """Start a server on the embedded store and stream a synthetic shop through its HTTP API."""
+    from persona.demo import run_demo
+
+    config = _config(data_dir=data_dir, port=port, log_level="WARNING")
+    run_demo(config, customers=customers, days=days, seed=seed, fresh=not keep, keep_serving=serve_after,
+             console=console)
+
+
+@app.command()
+def status(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Log size, processor position and lag, profile counts."""
+    from persona.status import status_of
+
+    with Engine.open(_config(data_dir=data_dir, config=config)) as engine:
+        console.print_json(data=status_of(engine))
+
+
+@app.command()
+def rebuild(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Drop all derived state (profiles, identity graph) and replay the whole event log."""
+    with Engine.open(_config(data_dir=data_dir, config=config)) as engine:
+        with console.status("replaying the event log..."):
+            n = engine.rebuild()
+        counts = engine.state.counts()
+        console.print(f"replayed {n} events: {counts.profiles} profiles, {counts.merges} merges")
+
+
+@keys_app.command("create-write")
+def create_write(source: Annotated[str, typer.Argument(help="Source id, e.g. 'web' or 'ios'.")],
+                 name: str = "cli", data_dir: DataDir = None) -> None:
+    """Create a source (if new) and a write key for it."""
+    with Engine.open(_config(data_dir=data_dir)) as engine:
+        key = engine.keys.create_key(KeyKind.WRITE, name, source)
+    console.print(f"write key for source {source!r}: [green]{key}[/green]  (shown only once)")
+
+
+@keys_app.command("create-secret")
+def create_secret(name: str = "cli", data_dir: DataDir = None) -> None:
+    """Create a secret key (reads and administration)."""
+    with Engine.open(_config(data_dir=data_dir)) as engine:
+        key = engine.keys.create_key(KeyKind.SECRET, name)
+    console.print(f"secret key: [green]{key}[/green]  (shown only once)")
+
+
+@keys_app.command("list")
+def list_keys(data_dir: DataDir = None) -> None:
+    """Active keys (fingerprints only) and sources."""
+    with Engine.open(_config(data_dir=data_dir)) as engine:
+        for key in engine.keys.list_keys():
+            console.print(f"{key.fingerprint}  {key.kind.value:6}  source={key.source_id or '-':10}  {key.name}")
+
+
+@keys_app.command("revoke")
+def revoke(fingerprint: str, data_dir: DataDir = None) -> None:
+    """Revoke the key whose fingerprint starts with FINGERPRINT."""
+    with Engine.open(_config(data_dir=data_dir)) as engine:
+        ok = engine.keys.revoke(fingerprint)
+    console.print("revoked" if ok else "no active key has that fingerprint")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def settings() -> None:
+    """Every setting, its environment variable and default."""
+    for s in SETTINGS:
+        console.print(f"[bold]{s.name}[/bold]  PERSONA_{s.name.upper()}  default={s.default!r}\n    {s.help}")
+
+
+def main() -> None:
+    try:
+        app()
+    except PersonaError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(2) from None

@@ -1,0 +1,129 @@
+"""Every setting persona reads, declared once with its default and help.
+
+Values come from, in order of precedence: command-line options, environment variables
+(`PERSONA_<NAME>`), the YAML config file (`persona.yaml` in the data directory, or
+`PERSONA_CONFIG`), then the defaults below. The config file also holds structured
+configuration (identity rules) that does not fit in an environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from persona.errors import ConfigError
+from persona.identity.rules import IdentityRules
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    cast: type = str
+
+
+SETTINGS = [
+    Setting("data_dir", "persona-data", "Directory of the embedded store (log.db, state.db, persona.yaml)."),
+    Setting("host", "127.0.0.1", "Interface the HTTP server binds to."),
+    Setting("port", 8000, "Port the HTTP server listens on.", int),
+    Setting("write_key", None, "Seeds a write key for the source 'default' on start (for scripts and tests)."),
+    Setting("secret_key", None, "Seeds a secret key (read and admin access) on start."),
+    Setting("config", None, "Path of the YAML config file; defaults to <data_dir>/persona.yaml if present."),
+    Setting("synchronous", "FULL",
+            "SQLite synchronous mode of the event log: FULL fsyncs every commit (survives power loss), "
+            "NORMAL survives a process crash only."),
+    Setting("batch_size", 2000, "Events the processor reads and resolves at a time.", int),
+    Setting("commit_interval", 0.25,
+            "Seconds between the processor's commits of profiles and checkpoint; a profile touched many "
+            "times in that window is written once. Profile reads lag ingest by about this much.", float),
+    Setting("processor", "process",
+            "Where `persona serve` runs the stream processor: 'process' (a child process, its own CPU core), "
+            "'thread' (inside the server process) or 'off' (another process such as a second serve does it)."),
+    Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+]
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("persona-data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    write_key: str | None = None
+    secret_key: str | None = None
+    config: Path | None = None
+    synchronous: str = "FULL"
+    batch_size: int = 2000
+    commit_interval: float = 0.25
+    processor: str = "process"
+    log_level: str = "INFO"
+    identity: IdentityRules = field(default_factory=IdentityRules)
+
+    def with_overrides(self, **values: Any) -> Config:
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+class _FileConfig(msgspec.Struct, forbid_unknown_fields=True):
+    identity: IdentityRules | None = None
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def _cast(setting: Setting, raw: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        return setting.cast(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {setting.name} must be {setting.cast.__name__}, got {raw!r}",
+                          field=setting.name) from None
+
+
+def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """Build the configuration from overrides, environment, config file and defaults."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    from_env = {s.name: _cast(s, env[f"PERSONA_{s.name.upper()}"])
+                for s in SETTINGS if f"PERSONA_{s.name.upper()}" in env}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data_dir = Path(given.get("data_dir") or from_env.get("data_dir") or values["data_dir"])
+    config_path = given.get("config") or from_env.get("config")
+    path = Path(config_path) if config_path else data_dir / "persona.yaml"
+    file_config = _read_file(path, required=config_path is not None)
+    for name, raw in file_config.settings.items():
+        if name not in _BY_NAME:
+            raise ConfigError(f"{path}: unknown setting {name!r}", field=f"settings.{name}")
+        values[name] = _cast(_BY_NAME[name], raw)
+    values.update(from_env)
+    values.update(given)
+    values["data_dir"] = Path(values["data_dir"])
+    values["config"] = path if path.exists() else None
+    if str(values["synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
+        raise ConfigError("synchronous must be FULL, NORMAL or EXTRA", field="synchronous")
+    values["synchronous"] = str(values["synchronous"]).upper()
+    if values["processor"] not in ("process", "thread", "off"):
+        raise ConfigError("processor must be process, thread or off", field="processor")
+    names = {f.name for f in fields(Config)}
+    config = Config(**{k: v for k, v in values.items() if k in names})
+    if file_config.identity is not None:
+        config = replace(config, identity=file_config.identity)
+    return config
+
+
+def _read_file(path: Path, *, required: bool) -> _FileConfig:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist", field="config")
+        return _FileConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return msgspec.convert(raw, _FileConfig)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}", field="config") from None
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}", field="config") from None

@@ -1,0 +1,1 @@
+"""Ingest: Segment-compatible validation, normalization and acknowledged appends to the log."""

@@ -1,0 +1,188 @@
+"""The stream processor: consumes the log in order and keeps profiles current.
+
+Each batch is read after the checkpoint, resolved and folded into profiles in memory, and
+committed together with the new checkpoint in one transaction, so a restart resumes
+exactly where the last commit stopped and no event is ever applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from persona.errors import StoreError
+from persona.identity.graph import BatchGraph, GraphCache
+from persona.identity.rules import IdentityRules
+from persona.log.store import EventLog
+from persona.profiles.profile import apply_event
+from persona.profiles.store import StateChanges, StateStore
+from persona.profiles.view import body_decoder
+
+if TYPE_CHECKING:
+    from persona.profiles.runner import ProcessorLock
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "profiles"
+
+
+@dataclass
+class ProcessorStats:
+    batches: int = 0
+    events: int = 0
+    unattributed: int = 0
+    merges: int = 0
+    last_batch_ms: float = 0.0
+
+
+class Processor:
+    def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, *, batch_size: int = 2000,
+                 commit_interval: float = 0.25, max_uncommitted: int = 50_000) -> None:
+        self.log = log_
+        self.state = state
+        self.rules = rules
+        self.batch_size = batch_size
+        self.commit_interval = commit_interval
+        self.max_uncommitted = max_uncommitted
+        self._open = StateChanges()
+        self._open_events = 0
+        self._opened_at = time.monotonic()
+        self.stats = ProcessorStats()
+        self.position = state.checkpoint(CHECKPOINT)  # committed
+        self._read_position = self.position           # read and resolved, maybe still committing
+        self._pending: tuple[Future[None], int] | None = None
+        self.cache = GraphCache()
+        self._decode = body_decoder(rules)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock: ProcessorLock | None = None
+        self.error: BaseException | None = None
+
+    def process_batch(self) -> int:
+        """Resolve and apply the next batch of events in memory.
+
+        Changes accumulate until `commit_interval` has passed (or `max_uncommitted` events),
+        then go to the state writer with the checkpoint in one transaction, in the
+        background while the next batches are resolved. A profile touched many times in
+        that window is written once. Returns the number of events read (0: caught up).
+        """
+        started = time.perf_counter()
+        events = self.log.read(self._read_position, self.batch_size, self._decode)
+        if not events:
+            self.flush()
+            return 0
+        try:
+            changes = self._open
+            graph = BatchGraph(self.rules, self.state, events, self.cache, changes)
+            for event in events:
+                profile = graph.resolve(event)
+                if profile is not None:
+                    apply_event(profile, event)
+                    changes.timeline.append((profile.id, event.timestamp, event.seq))
+            changes.checkpoint = events[-1].seq
+            self._open_events += len(events)
+            if (self._open_events >= self.max_uncommitted
+                    or time.monotonic() - self._opened_at >= self.commit_interval):
+                self._commit_open()
+        except BaseException:
+            self._abandon()
+            raise
+        self._read_position = events[-1].seq
+        self.stats.batches += 1
+        self.stats.events += len(events)
+        self.stats.unattributed += graph.unattributed
+        self.stats.merges += len(graph.merges)
+        self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        return len(events)
+
+    def _commit_open(self) -> None:
+        """Hand the open changes to the writer (after the previous commit has landed)."""
+        self._wait_pending()
+        if self._open_events:
+            self._pending = (self.state.commit_async(CHECKPOINT, self._open), self._open.checkpoint)
+        self._open = StateChanges()
+        self._open_events = 0
+        self._opened_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Commit everything resolved so far and wait until it is on disk."""
+        try:
+            self._commit_open()
+            self._wait_pending()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _wait_pending(self) -> None:
+        if self._pending is None:
+            return
+        future, checkpoint = self._pending
+        self._pending = None
+        future.result()
+        self.position = checkpoint
+        self.cache.trim()  # only with nothing in flight: every key being written is cached
+
+    def _abandon(self) -> None:
+        """After a failure: forget everything not committed and resume from the checkpoint."""
+        self._pending = None
+        self._open = StateChanges()
+        self._open_events = 0
+        self.cache.clear()  # cached profiles may hold uncommitted changes
+        self.position = self._read_position = self.state.checkpoint(CHECKPOINT)
+
+    def run_until_caught_up(self) -> int:
+        total = 0
+        while n := self.process_batch():
+            total += n
+        self.flush()
+        return total
+
+    def reset(self) -> None:
+        """Forget position and cache: the state store has been emptied for a replay."""
+        self.flush()
+        self.cache.clear()
+        self.position = self._read_position = self.state.checkpoint(CHECKPOINT)
+
+    def lag(self) -> int:
+        return max(0, self.log.last_seq() - self.position)
+
+    # -- background thread ---------------------------------------------------------------------
+    def start(self, lock: ProcessorLock) -> None:
+        """Run in a thread of this process, holding `lock` (one processor per data directory)."""
+        if not lock.acquire(timeout=30):
+            raise StoreError(f"another processor holds {lock.path}")
+        self._lock = lock
+        self.reset()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="processor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _loop(self) -> None:
+        self._run_loop()
+        try:
+            self.flush()
+        except Exception:
+            log.exception("final processor commit failed; the next start redoes it from the checkpoint")
+
+    def _run_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.process_batch() == 0:
+                    self.log.wait_for_append(self.position, timeout=0.5)
+            except Exception as exc:  # keep serving reads; report and retry after a pause
+                self.error = exc
+                log.exception("processor batch failed at seq %s; retrying", self.position)
+                self._stop.wait(1.0)

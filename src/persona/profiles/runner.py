@@ -1,0 +1,120 @@
+"""Where the processor runs: a thread of the server, or a child process with its own core.
+
+Python threads share one core for Python code (the GIL), so `persona serve` runs the
+processor in a child process by default and ingest and processing each get a core. Either
+way one processor per data directory is guaranteed by an OS file lock, which the kernel
+releases when its holder dies: after a kill -9 a new processor waits for the orphan to go.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from multiprocessing.synchronize import Event as ProcessEvent
+from pathlib import Path
+from typing import IO
+
+from persona.config import Config
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "processor.lock"
+
+
+class ProcessorLock:
+    """Exclusive right to write the derived state of one data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / LOCK_FILE
+        self._file: IO[str] | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        self._file = open(self.path, "a+")  # noqa: SIM115 - held for the life of the processor
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._file.close()
+                    self._file = None
+                    return False
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
+    from persona.engine import Engine
+
+    logging.basicConfig(level=config.log_level.upper(), format="processor: %(levelname)s %(message)s")
+    with Engine.open(config) as engine:
+        processor = engine.processor
+        lock = ProcessorLock(config.data_dir)
+        while not lock.acquire(timeout=1.0):
+            if stop.is_set() or os.getppid() != parent_pid:
+                return
+        try:
+            processor.reset()  # position from the checkpoint, now that nobody else writes
+            while not stop.is_set() and os.getppid() == parent_pid:
+                if processor.process_batch() == 0:
+                    stop.wait(0.01)  # appends come from another process: poll the log
+            processor.flush()
+        finally:
+            lock.release()
+
+
+class ProcessorProcess:
+    """A supervised child process running the processor; restarted if it dies."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop = self._ctx.Event()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._supervisor: threading.Thread | None = None
+        self._running = False
+        self.restarts = 0
+
+    def start(self) -> None:
+        self._running = True
+        self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, name="processor-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _spawn(self) -> None:
+        self._process = self._ctx.Process(target=_child_main, args=(self.config, self._stop, os.getpid()),
+                                          name="persona-processor", daemon=True)
+        self._process.start()
+
+    def _supervise(self) -> None:
+        while self._running:
+            process = self._process
+            if process is not None and not process.is_alive() and self._running:
+                log.error("processor process exited with code %s; restarting", process.exitcode)
+                self.restarts += 1
+                time.sleep(1.0)
+                if self._running:
+                    self._spawn()
+            time.sleep(0.2)
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._running = False
+        self._stop.set()
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join()

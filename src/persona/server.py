@@ -1,0 +1,95 @@
+"""Run the HTTP API and the processor together: what `persona serve` and `persona demo` start."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+import uvicorn
+
+from persona.access.keys import KeyKind
+from persona.api import create_app
+from persona.config import Config
+from persona.engine import DEFAULT_SOURCE, Engine
+from persona.profiles.runner import ProcessorLock, ProcessorProcess
+
+log = logging.getLogger(__name__)
+
+
+def first_run_keys(engine: Engine) -> dict[str, str]:
+    """On a store with no keys at all, create a write key and a secret key and return them once."""
+    if engine.keys.list_keys():
+        return {}
+    return {
+        "write_key": engine.keys.create_key(KeyKind.WRITE, "first run", DEFAULT_SOURCE),
+        "secret_key": engine.keys.create_key(KeyKind.SECRET, "first run"),
+    }
+
+
+# Hand the GIL between threads every 1 ms instead of 5: the event loop, the SQLite writer
+# and reads take turns often, and tail latency of reads matters more than a little throughput.
+SWITCH_INTERVAL = 0.001
+
+
+class Server:
+    """An engine with its processor running and uvicorn serving its app."""
+
+    def __init__(self, config: Config) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self.config = config
+        self.engine = Engine.open(config)
+        self.created_keys = first_run_keys(self.engine)
+        self.app = create_app(self.engine)
+        self.uvicorn = uvicorn.Server(uvicorn.Config(
+            self.app, host=config.host, port=config.port, log_level=config.log_level.lower(),
+            access_log=False, server_header=False, timeout_graceful_shutdown=5,
+        ))
+        self._thread: threading.Thread | None = None
+        self._child: ProcessorProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def start_processor(self) -> None:
+        mode = self.config.processor
+        if mode == "thread":
+            self.engine.processor.start(ProcessorLock(self.config.data_dir))
+        elif mode == "process":
+            self._child = ProcessorProcess(self.config)
+            self._child.start()
+        log.info("processor mode: %s", mode)
+
+    def stop_processor(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
+        self.engine.processor.stop()
+
+    def run(self) -> None:
+        """Serve in the foreground until interrupted."""
+        self.start_processor()
+        try:
+            self.uvicorn.run()
+        finally:
+            self.stop_processor()
+            self.engine.close()
+
+    def start_in_thread(self, timeout: float = 15.0) -> None:
+        self.start_processor()
+        self._thread = threading.Thread(target=self.uvicorn.run, name="uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.uvicorn.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the server did not start on {self.url}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.stop_processor()
+        self.engine.close()

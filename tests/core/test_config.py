@@ -1,0 +1,56 @@
+"""Settings: precedence, file config, clear errors; every setting documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from persona.config import SETTINGS, load_config
+from persona.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_precedence_override_env_file_default(tmp_path: Path) -> None:
+    (tmp_path / "persona.yaml").write_text("settings:\n  port: 9001\n  batch_size: 10\n")
+    env = {"PERSONA_DATA_DIR": str(tmp_path), "PERSONA_PORT": "9002"}
+    assert load_config(env=env).port == 9002
+    assert load_config(env=env).batch_size == 10
+    assert load_config(env=env, port=9003).port == 9003
+    assert load_config(env={}).port == 8000
+
+
+def test_identity_rules_from_file(tmp_path: Path) -> None:
+    (tmp_path / "persona.yaml").write_text(
+        "identity:\n  identifiers:\n    - {kind: user_id, paths: [userId], limit: 1}\n"
+        "    - {kind: crm_id, paths: [traits.crm_id, context.traits.crm_id], limit: 1}\n"
+        "  blocked_values: ['none']\n")
+    rules = load_config(env={}, data_dir=tmp_path).identity
+    assert rules.kinds == ["user_id", "crm_id"]
+    assert rules.normalize("user_id", "none") is None
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("settings:\n  port: abc\n", "port"),
+    ("settings:\n  colour: blue\n", "colour"),
+    ("identity:\n  identifiers: [{kind: user_id, paths: [userId], limit: 0}]\n", "limit"),
+    ("identity:\n  identifers: []\n", "identifers"),
+    ("settings: [unclosed\n", "YAML"),
+])
+def test_bad_config_names_the_field(tmp_path: Path, text: str, words: str) -> None:
+    (tmp_path / "persona.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(env={}, data_dir=tmp_path)
+    assert words in err.value.message
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(env={}, config=str(tmp_path / "nope.yaml"))
+
+
+def test_every_setting_is_documented() -> None:
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    for setting in SETTINGS:
+        assert f"PERSONA_{setting.name.upper()}" in docs, setting.name

@@ -1,0 +1,89 @@
+"""Properties of profiles: merging is order-independent, batching does not change results."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from persona.config import load_config
+from persona.engine import Engine
+from persona.log.events import Event
+from persona.profiles.profile import Profile, apply_event, merge_profiles
+from tests.support.events import event
+
+trait_names = st.sampled_from(["plan", "city", "age"])
+event_specs = st.lists(
+    st.tuples(st.sampled_from(["identify", "track"]), st.integers(0, 500), trait_names, st.integers(0, 9)),
+    min_size=1, max_size=12)
+
+
+def build(pid: str, specs: list[tuple[str, int, str, int]], seq_base: int) -> Profile:
+    events = []
+    for i, (kind, minute, trait, value) in enumerate(specs):
+        e = event(kind, user=pid, minutes=minute, traits={trait: value},
+                  context={"traits": {"last": value}}, event="Order Completed",
+                  properties={"revenue": value})
+        events.append(Event(**{**{f: getattr(e, f) for f in e.__struct_fields__}, "seq": seq_base + i}))
+    profile = Profile.new(pid, events[0])
+    for e in events:
+        apply_event(profile, e)
+    return profile
+
+
+@given(event_specs, event_specs, event_specs)
+@settings(max_examples=150, deadline=None)
+def test_merge_is_commutative_and_associative(a: list, b: list, c: list) -> None:
+    def fresh() -> tuple[Profile, Profile, Profile]:
+        return build("pa", a, 0), build("pb", b, 100), build("pc", c, 200)
+
+    x, y, z = fresh()
+    left, _ = merge_profiles(merge_profiles(x, y)[0], z)
+    x, y, z = fresh()
+    right, _ = merge_profiles(x, merge_profiles(z, y)[0])
+    assert left == right
+
+
+def random_stream(rng: random.Random, n: int) -> list[Event]:
+    """Merge-heavy traffic: few users, many devices, late events, aliases, shared devices."""
+    events = []
+    for i in range(n):
+        user = f"u{rng.randrange(8)}" if rng.random() < 0.4 else None
+        anon = f"a{rng.randrange(20)}" if user is None or rng.random() < 0.7 else None
+        minutes = rng.uniform(0, 1000)
+        roll = rng.random()
+        if roll < 0.05 and user:
+            events.append(event("alias", user=user, previousId=f"u{rng.randrange(8)}", minutes=minutes))
+        elif roll < 0.35:
+            events.append(event("identify", user=user, anon=anon, minutes=minutes,
+                                traits={"plan": rng.choice("ab"), "email": f"e{rng.randrange(6)}@x.io"}))
+        else:
+            events.append(event("track", user=user, anon=anon, minutes=minutes, event="Order Completed",
+                                properties={"revenue": i}))
+    return events
+
+
+def state_of(engine: Engine) -> dict:
+    rows = engine.state_db.read().execute("SELECT key, profile_id FROM identities ORDER BY key").fetchall()
+    timeline = engine.state_db.read().execute("SELECT * FROM timeline ORDER BY seq").fetchall()
+    return {"profiles": engine.state.all_profiles(), "identities": rows, "timeline": timeline}
+
+
+@given(st.integers(0, 10_000), st.sampled_from([1, 3, 17, 1000]))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_batching_and_replay_do_not_change_the_result(tmp_path: Path, seed: int, batch_size: int) -> None:
+    events = random_stream(random.Random(seed), 150)
+    results = []
+    for run, (size, interval) in enumerate([(batch_size, 0.0), (1, 10.0)]):
+        config = load_config(env={}, data_dir=tmp_path / f"{seed}-{batch_size}-{run}")
+        with Engine.open(config) as engine:
+            engine.processor.batch_size = size
+            engine.processor.commit_interval = interval
+            engine.log.append(events)
+            engine.processor.run_until_caught_up()
+            results.append(state_of(engine))
+            engine.rebuild()
+            assert state_of(engine) == results[-1]
+    assert results[0] == results[1]
