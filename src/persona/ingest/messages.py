@@ -4,6 +4,11 @@ A message that breaks a rule becomes a `Rejection` naming the field and the rule
 never raises. Normalization makes the stored form predictable for everything downstream:
 timestamps in UTC (`Z`), clock skew corrected from `sentAt` the way Segment does,
 batch-level `context`/`integrations` merged in, ids as strings, `writeKey` dropped.
+
+A message may arrive as a dict or, from the HTTP API, as raw JSON (`msgspec.Raw`). Raw
+messages are decoded one level deep: the object fields (`context`, `properties`, ...)
+stay raw JSON, checked to be objects and copied into the stored body verbatim, because
+turning them into Python dicts only to encode them again was the largest cost of ingest.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from persona.log.events import MESSAGE_TYPES, Event, is_canonical_iso, iso, to_m
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_ID_LENGTH = 512
+_BRACE = ord("{")
 _DICT_FIELDS = ("context", "integrations", "properties", "traits")
 _STRING_FIELDS = ("event", "name", "category")
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 @dataclass(frozen=True)
@@ -116,12 +124,29 @@ def normalize(
         return Rejection(index=index, field=bad.field, reason=bad.reason, message=raw)
     except OverflowError:
         return Rejection(index=index, field="timestamp", reason="a timestamp is out of range", message=raw)
+    except RecursionError:
+        return Rejection(index=index, field=None, reason="the message is nested too deeply", message=raw)
+
+
+def message_fields(raw: Any) -> dict[str, Any]:
+    """A message's top-level fields, decoded except the objects in `_DICT_FIELDS` (left raw)."""
+    if isinstance(raw, msgspec.Raw):
+        try:
+            raw = _decode_fields(raw)
+        except msgspec.ValidationError:
+            raise InvalidField(None, f"a message must be a JSON object, got {json_type(_decode(raw))}") from None
+    if not isinstance(raw, dict):
+        raise InvalidField(None, f"a message must be a JSON object, got {json_type(raw)}")
+    return {k: _decode(v) if type(v) is msgspec.Raw and not (k in _DICT_FIELDS and memoryview(v)[0] == _BRACE)
+            else v for k, v in raw.items()}
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return _decode(value) if type(value) is msgspec.Raw else value
 
 
 def _normalize(raw: Any, source_id: str, defaults: BatchDefaults, forced_type: str | None) -> Event:
-    if not isinstance(raw, dict):
-        raise InvalidField(None, f"a message must be a JSON object, got {_json_type(raw)}")
-    msg = dict(raw)
+    msg = message_fields(raw)
     msg.pop("writeKey", None)
     msg.pop("receivedAt", None)
     kind = forced_type or msg.get("type")
@@ -131,16 +156,16 @@ def _normalize(raw: Any, source_id: str, defaults: BatchDefaults, forced_type: s
     msg["type"] = kind
     for field in _DICT_FIELDS:
         value = msg.get(field)
-        if value is not None and not isinstance(value, dict):
-            raise InvalidField(field, f"{field} must be an object, got {_json_type(value)}")
+        if value is not None and not isinstance(value, dict | msgspec.Raw):  # a Raw one is an object
+            raise InvalidField(field, f"{field} must be an object, got {json_type(value)}")
     for field in _STRING_FIELDS:
         value = msg.get(field)
         if value is not None and not isinstance(value, str):
-            raise InvalidField(field, f"{field} must be a string, got {_json_type(value)}")
+            raise InvalidField(field, f"{field} must be a string, got {json_type(value)}")
     if defaults.context:
-        msg["context"] = {**defaults.context, **(msg.get("context") or {})}
+        msg["context"] = {**defaults.context, **_as_dict(msg.get("context") or {})}
     if defaults.integrations:
-        msg["integrations"] = {**defaults.integrations, **(msg.get("integrations") or {})}
+        msg["integrations"] = {**defaults.integrations, **_as_dict(msg.get("integrations") or {})}
 
     user_id = _identifier(msg, "userId")
     anonymous_id = _identifier(msg, "anonymousId")
@@ -207,6 +232,6 @@ def _set_or_drop(msg: dict[str, Any], field: str, value: Any) -> None:
         msg[field] = value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)

@@ -22,6 +22,7 @@ from persona.ingest.messages import (
     BatchDefaults,
     InvalidField,
     Rejection,
+    json_type,
     normalize,
     parse_timestamp,
 )
@@ -31,6 +32,14 @@ from persona.log.store import EventLog, Rejected
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
 _decode = msgspec.json.Decoder().decode
+_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def _field(payload: dict[str, Any], name: str) -> Any:
+    """A top-level field of a request body, decoded if it is still raw JSON."""
+    value = payload.get(name)
+    return _decode(value) if type(value) is msgspec.Raw else value
 
 
 @dataclass
@@ -46,8 +55,10 @@ class IngestResult:
         return body
 
 
-def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> Any:
-    """Bytes of a request (maybe gzip) to JSON, refusing anything over `limit` bytes decoded."""
+def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> dict[str, Any]:
+    """Bytes of a request (maybe gzip) to its top-level JSON fields, each still raw JSON.
+
+    Refuses anything over `limit` bytes decoded, and anything but a JSON object."""
     encoding = (content_encoding or "").strip().lower()
     if encoding == "gzip":
         inflater = zlib.decompressobj(wbits=31)
@@ -68,7 +79,10 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> Any:
     if not raw.strip():
         raise RequestError("the body is empty; send a JSON object", code="invalid_json")
     try:
-        return _decode(raw)
+        return _decode_fields(raw)
+    except msgspec.ValidationError:
+        raise RequestError(f"the body must be a JSON object, got {json_type(_decode(raw))}",
+                           code="invalid_body") from None
     except msgspec.DecodeError as exc:
         raise RequestError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
@@ -95,7 +109,7 @@ class IngestService:
         """The source a request writes for, from its write key (Basic username or body `writeKey`)."""
         key = basic_username(authorization)
         if key is None and isinstance(payload, dict):
-            body_key = payload.get("writeKey")
+            body_key = _field(payload, "writeKey")
             key = body_key if isinstance(body_key, str) and body_key else None
         if key is None:
             raise AuthError("a write key is required: HTTP Basic username or writeKey in the body",
@@ -125,20 +139,26 @@ class IngestService:
 
     def _batch(self, payload: dict[str, Any], received_at: datetime) -> tuple[list[Any], BatchDefaults]:
         messages = payload.get("batch")
+        if type(messages) is msgspec.Raw:
+            try:
+                messages = _decode_list(messages)
+            except msgspec.ValidationError:
+                messages = None
         if not isinstance(messages, list):
             raise RequestError("a batch request needs a `batch` array of messages", field="batch")
         if len(messages) > MAX_BATCH_MESSAGES:
             raise RequestError(f"the batch has {len(messages)} messages; the limit is {MAX_BATCH_MESSAGES}",
                                field="batch", code="too_many_messages")
-        for name in ("context", "integrations"):
-            if payload.get(name) is not None and not isinstance(payload[name], dict):
+        context, integrations = _field(payload, "context"), _field(payload, "integrations")
+        for name, value in (("context", context), ("integrations", integrations)):
+            if value is not None and not isinstance(value, dict):
                 raise RequestError(f"batch-level {name} must be an object", field=name)
         try:
-            sent_at = parse_timestamp(payload.get("sentAt"), "sentAt")
+            sent_at = parse_timestamp(_field(payload, "sentAt"), "sentAt")
         except InvalidField as bad:
             raise RequestError(bad.reason, field="sentAt") from None
         return messages, BatchDefaults(received_at=received_at, sent_at=sent_at,
-                                       context=payload.get("context"), integrations=payload.get("integrations"))
+                                       context=context, integrations=integrations)
 
     async def handle(self, raw: bytes, *, content_encoding: str | None, authorization: str | None,
                      endpoint_type: str | None) -> IngestResult:

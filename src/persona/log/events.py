@@ -16,6 +16,8 @@ class Event(msgspec.Struct, frozen=True):
     `body` is the normalized Segment message (UTC ISO timestamps, batch context merged,
     `writeKey` removed); the other fields are copies of it kept as columns so the log can
     be queried without decoding JSON. Times are integer microseconds since the epoch.
+    Fresh from the HTTP API, `body`'s object fields may still be raw JSON (`msgspec.Raw`,
+    see `persona.ingest.messages`); events read back from the log are fully decoded.
     """
 
     source_id: str
