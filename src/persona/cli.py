@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from persona.access.keys import KeyKind
 from persona.config import SETTINGS, Config, load_config
@@ -21,8 +23,8 @@ keys_app = typer.Typer(help="Sources, write keys and secret keys.", no_args_is_h
 app.add_typer(keys_app, name="keys")
 console = Console()
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env: PERSONA_DATA_DIR].")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML config file [env: PERSONA_CONFIG].")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PERSONA_DATA_DIR).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML config file (env PERSONA_CONFIG).")]
 
 
 def _config(**overrides: object) -> Config:
@@ -36,8 +38,8 @@ def _config(**overrides: object) -> Config:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [env: PERSONA_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env: PERSONA_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env PERSONA_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env PERSONA_PORT).")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -90,6 +92,76 @@ def rebuild(data_dir: DataDir = None, config: ConfigFile = None) -> None:
             n = engine.rebuild()
         counts = engine.state.counts()
         console.print(f"replayed {n} events: {counts.profiles} profiles, {counts.merges} merges")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet file (.jsonl.gz and .csv.gz too).")],
+    mapping: Annotated[Path | None, typer.Option(help="YAML mapping from columns to message fields "
+                                                      "(required for CSV; see docs/configuration.md).")] = None,
+    source: Annotated[str, typer.Option(help="Source the events are stored for (created if new).")] = "import",
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows "
+                                                      "(default: FILE.rejects.jsonl).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl, csv or parquet (default: from the "
+                                                             "extension).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Bulk import events into the log; bad rows go to a rejects file and the quarantine (exit 1 if any)."""
+    from persona.ingest.importer import import_file
+    from persona.ingest.mapping import load_mapping
+
+    row_mapping = load_mapping(mapping) if mapping is not None else None
+    with Engine.open(_config(data_dir=data_dir, config=config)) as engine, _progress() as bar:
+        task = bar.add_task(f"importing {file.name}", total=None)
+        result = import_file(file, log=engine.log, keys=engine.keys, source=source, mapping=row_mapping,
+                             format=fmt, rejects_path=rejects,  # type: ignore[arg-type]
+                             progress=lambda p: bar.update(task, completed=p.done, total=p.total))
+    console.print(f"{file.name} → source {result.source_id!r}: {result.rows} rows read, {result.accepted} accepted, "
+                  f"{result.duplicates} duplicates, {result.rejected} rejected")
+    if result.rejected:
+        console.print(f"[yellow]rejected rows written to {result.rejects_path} and quarantined[/yellow]")
+        for r in result.first_rejects[:5]:
+            console.print(f"  {r.where}: {r.field + ': ' if r.field else ''}{r.reason}", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Output directory (date=YYYY-MM-DD/ partitions).")],
+    fmt: Annotated[str, typer.Option("--format", help="Output format; parquet is the one there is.")] = "parquet",
+    since: Annotated[str | None, typer.Option(help="First day to export, YYYY-MM-DD (UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day to export, inclusive, YYYY-MM-DD (UTC).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """The event log as Parquet partitioned by day; re-exporting replaces the days it covers."""
+    from persona.log.export import export_parquet
+
+    if fmt != "parquet":
+        raise typer.BadParameter(f"unknown format {fmt!r}; use parquet", param_hint="--format")
+    first, last = _day_option(since, "--since"), _day_option(until, "--until")
+    with Engine.open(_config(data_dir=data_dir, config=config)) as engine, _progress() as bar:
+        total = engine.log.count() if first is None and last is None else None
+        task = bar.add_task("exporting events", total=total)
+        result = export_parquet(engine.log, out, since=first, until=last,
+                                progress=lambda n: bar.update(task, completed=n))
+    console.print(f"exported {result.events} events in {result.files} files over {result.days} days to {out}"
+                  + (f"; removed {result.removed_days} days that have no events now" if result.removed_days else ""))
+
+
+def _day_option(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 @keys_app.command("create-write")

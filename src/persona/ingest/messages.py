@@ -150,7 +150,7 @@ def _normalize(raw: Any, source_id: str, defaults: BatchDefaults, forced_type: s
     msg.pop("writeKey", None)
     msg.pop("receivedAt", None)
     kind = forced_type or msg.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:  # a list or object is not hashable
         shown = repr(kind)[:40]
         raise InvalidField("type", f"type must be one of {sorted(MESSAGE_TYPES)}, got {shown}")
     msg["type"] = kind

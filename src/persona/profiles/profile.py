@@ -94,12 +94,17 @@ def _set_traits(profile: Profile, traits: dict[str, Any], version: tuple[int, in
             profile.trait_versions[name] = version
 
 
+# No real order is worth more; a bigger (or non-finite) amount counts as 0, so that sums stay
+# finite: an infinite revenue would not survive the profile's JSON round trip.
+MAX_AMOUNT = 1e15
+
+
 def order_amount(properties: dict[str, Any]) -> float:
     """Segment e-commerce: `revenue`, else `total`, else the sum of the products."""
     for field in ("revenue", "total"):
         value = properties.get(field)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        if _is_number(value):
+            return _bounded(float(value))
     amount = 0.0
     products = properties.get("products")
     if isinstance(products, list):
@@ -107,12 +112,19 @@ def order_amount(properties: dict[str, Any]) -> float:
             if isinstance(item, dict):
                 price, quantity = item.get("price"), item.get("quantity", 1)
                 if _is_number(price) and _is_number(quantity):
-                    amount += float(price) * float(quantity)
-    return amount
+                    amount += _bounded(_bounded(float(price)) * _bounded(float(quantity)))
+    return _bounded(amount)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number a float can hold (an integer literal may be too large for one)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return not isinstance(value, int) or -MAX_AMOUNT <= value <= MAX_AMOUNT
+
+
+def _bounded(amount: float) -> float:
+    return amount if -MAX_AMOUNT <= amount <= MAX_AMOUNT else 0.0
 
 
 def _apply_order(orders: Orders, event: Event) -> None:

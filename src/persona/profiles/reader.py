@@ -69,10 +69,15 @@ class ProfileReader:
 
 def _parse_cursor(cursor: str) -> tuple[int, int]:
     try:
-        ts, seq = cursor.split("_")
-        return int(ts), int(seq)
+        ts, seq = (int(part) for part in cursor.split("_"))
     except ValueError:
         raise RequestError("cursor is not one this API returned", field="cursor") from None
+    if not (-_INT64 <= ts < _INT64 and -_INT64 <= seq < _INT64):  # SQLite would refuse to bind it
+        raise RequestError("cursor is not one this API returned", field="cursor")
+    return ts, seq
+
+
+_INT64 = 2**63
 
 
 def profile_json(p: Profile) -> dict[str, Any]:
