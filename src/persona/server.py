@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 import time
+from types import FrameType
 
 import uvicorn
 
@@ -33,6 +34,20 @@ def first_run_keys(engine: Engine) -> dict[str, str]:
 SWITCH_INTERVAL = 0.001
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that takes Ctrl-C or SIGTERM as "shut down gracefully", and that is all.
+
+    Stock uvicorn raises the signal again once it has shut down, so that the default
+    handler runs; here that only printed KeyboardInterrupt tracebacks over a clean stop.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+
 class Server:
     """An engine with its processor running and uvicorn serving its app."""
 
@@ -42,7 +57,7 @@ class Server:
         self.engine = Engine.open(config)
         self.created_keys = first_run_keys(self.engine)
         self.app = create_app(self.engine)
-        self.uvicorn = uvicorn.Server(uvicorn.Config(
+        self.uvicorn = _Uvicorn(uvicorn.Config(
             self.app, host=config.host, port=config.port, log_level=config.log_level.lower(),
             access_log=False, server_header=False, timeout_graceful_shutdown=5,
         ))

@@ -12,6 +12,7 @@ import fcntl
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -55,6 +56,10 @@ class ProcessorLock:
 
 def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
     from persona.engine import Engine
+
+    # Ctrl-C reaches the whole process group; the server stops this child through `stop`,
+    # after its own shutdown, so that the last commit is not cut short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     logging.basicConfig(level=config.log_level.upper(), format="processor: %(levelname)s %(message)s")
     with Engine.open(config) as engine:
