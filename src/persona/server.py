@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -27,6 +28,17 @@ def first_run_keys(engine: Engine) -> dict[str, str]:
         "write_key": engine.keys.create_key(KeyKind.WRITE, "first run", DEFAULT_SOURCE),
         "secret_key": engine.keys.create_key(KeyKind.SECRET, "first run"),
     }
+
+
+def tune_gc() -> None:
+    """Garbage collection for a long-running process that decodes thousands of objects a request.
+
+    Whatever is alive once started (modules, the app) is frozen out of the collector's scans,
+    and collections run every 50,000 allocations instead of 700: the decoded messages are
+    freed by reference counting anyway, and the default cadence cost ~10% of ingest CPU.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 # Hand the GIL between threads every 1 ms instead of 5: the event loop, the SQLite writer
@@ -86,6 +98,7 @@ class Server:
     def run(self) -> None:
         """Serve in the foreground until interrupted."""
         self.start_processor()
+        tune_gc()
         try:
             self.uvicorn.run()
         finally:

@@ -56,6 +56,7 @@ class ProcessorLock:
 
 def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
     from persona.engine import Engine
+    from persona.server import tune_gc
 
     # Ctrl-C reaches the whole process group; the server stops this child through `stop`,
     # after its own shutdown, so that the last commit is not cut short.
@@ -68,6 +69,7 @@ def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
         while not lock.acquire(timeout=1.0):
             if stop.is_set() or os.getppid() != parent_pid:
                 return
+        tune_gc()
         try:
             processor.reset()  # position from the checkpoint, now that nobody else writes
             while not stop.is_set() and os.getppid() == parent_pid:
