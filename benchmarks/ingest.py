@@ -22,6 +22,7 @@ import os
 import platform
 import queue
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -161,8 +162,11 @@ def run(args: argparse.Namespace) -> dict:
         user, system = (a - b for a, b in zip(cpu_seconds(server.process.pid), cpu_before, strict=True))
         child_user, child_system = (a - b for a, b in zip(children_cpu(server.process.pid), child_before,
                                                           strict=True))
+        disk_mb = sum(f.stat().st_size for f in data_dir.glob("*.db*")) / 1e6
     finally:
         server.stop()
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
     return {
         "events": n_events, "requests": len(bodies), "failures": len(failures),
         "connections": args.connections, "synchronous": args.synchronous, "offered_rate": args.rate or "max",
@@ -175,8 +179,9 @@ def run(args: argparse.Namespace) -> dict:
         "api_cpu_us_per_event": {"user": round(user / n_events * 1e6, 1), "system": round(system / n_events * 1e6, 1)},
         "processor_cpu_us_per_event": {"user": round(child_user / n_events * 1e6, 1),
                                        "system": round(child_system / n_events * 1e6, 1)},
-        "profiles": final["state"]["profiles"], "log_events": final["log"]["events"],
+        "profiles": final["state"]["profiles"], "log_events": final["log"]["events"], "store_mb": round(disk_mb),
         "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
         "first_failure": failures[0] if failures else None,
         "mean_ack_ms": round(statistics.fmean(acks) * 1000, 2),
     }
@@ -191,6 +196,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="offered events/s (0: as fast as acks allow)")
     parser.add_argument("--read-rate", type=float, default=100, help="profile reads per second during the load")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--keep", action="store_true", help="keep the server's data directory")
     result = run(parser.parse_args())
     print(json.dumps(result, indent=2))
 
