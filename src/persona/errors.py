@@ -28,10 +28,16 @@ class PersonaError(Exception):
             self.code = code
 
     def to_json(self) -> dict[str, object]:
-        body: dict[str, object] = {"error": self.code, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
+        return error_body(self.code, self.message, self.field)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
+    """The JSON of every error answer. `code` repeats `error` because Segment's SDKs read
+    `code` and `message` from an error answer (and report "unknown" without them)."""
+    body: dict[str, object] = {"error": code, "code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return body
 
 
 class ConfigError(PersonaError):

@@ -122,6 +122,7 @@ def test_a_wrong_write_key_reaches_the_sdk_as_a_401_and_stores_nothing(live_serv
     sdk.client.shutdown()
     [(error, batch)] = sdk.failures
     assert getattr(error, "status", None) == 401
+    assert getattr(error, "code", None) == "invalid_write_key"  # Segment's error shape: code + message
     assert "not valid" in str(error)
     assert [m["event"] for m in batch] == ["Order Completed"]
     assert live_server.wait_processed()["log"]["events"] == 0

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from persona.errors import PersonaError
+from persona.errors import PersonaError, error_body
 
 _encode = msgspec.json.Encoder().encode
 
@@ -32,11 +32,10 @@ async def validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")) or None
-    return json_response({"error": "invalid_request", "message": f"{field}: {first.get('msg', 'invalid')}",
-                          "field": field}, 400)
+    return json_response(error_body("invalid_request", f"{field}: {first.get('msg', 'invalid')}", field), 400)
 
 
 async def http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return json_response({"error": code, "message": str(exc.detail)}, exc.status_code)
+    return json_response(error_body(code, str(exc.detail)), exc.status_code)
