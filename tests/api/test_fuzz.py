@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from persona.engine import Engine
+from persona.ingest.messages import MAX_DEPTH
 from tests.conftest import WRITE_KEY, TestClient
 from tests.support.api import read, stored
 
@@ -225,7 +226,7 @@ def test_deeply_nested_json(baseline: Baseline, path: str, body: str) -> None:
     baseline.assert_untouched()
 
 
-@pytest.mark.parametrize("depth", [50, 200, 400])
+@pytest.mark.parametrize("depth", [50, MAX_DEPTH - 3])  # message, traits, deep: three levels more
 def test_nesting_that_is_accepted_can_be_processed_and_read(baseline: Baseline, depth: int) -> None:
     nested = "{" + '"a":{' * depth + "}" * depth + "}"
     raw = (f'{{"batch":[{{"type":"identify","userId":"deep-{depth}","traits":{{"deep":{nested}}},'
@@ -237,6 +238,23 @@ def test_nesting_that_is_accepted_can_be_processed_and_read(baseline: Baseline, 
     assert profile.json()["traits"]["deep"] == json.loads(nested)
     [event] = read(baseline.client, f"/v1/profiles/user_id:deep-{depth}/events").json()["data"]
     assert event["properties"] == json.loads(nested)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH, 400, 950])
+def test_nesting_over_the_limit_is_refused_alone_whatever_the_stack(baseline: Baseline, depth: int) -> None:
+    """Validated on a worker thread, read on the event loop: both must agree on what fits."""
+    nested = '{"a":' * depth + "1" + "}" * depth
+    pad = "x" * 20_000  # big enough to be validated off the event loop
+    raw = (f'{{"batch":[{{"type":"track","userId":"deep","event":"E","properties":{nested},'
+           f'"context":{{"pad":"{pad}"}}}}, {{"type":"track","userId":"flat","event":"E"}}]}}')
+    answer = baseline.post("/v1/batch", raw.encode())
+    assert answer["accepted"] == 1
+    [rejected] = answer["rejected"]
+    assert rejected["field"] == "properties" and f"deeper than {MAX_DEPTH} levels" in rejected["reason"]
+    quarantine = read(baseline.client, "/v1/quarantine")
+    assert quarantine.status_code == 200
+    assert quarantine.json()["data"][0]["field"] == "properties"
+    baseline.assert_untouched()
 
 
 @pytest.mark.parametrize(("path", "body"), [

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from persona.ingest.messages import MAX_MESSAGE_BYTES, BatchDefaults, Rejection, normalize
+from persona.ingest.messages import MAX_DEPTH, MAX_MESSAGE_BYTES, BatchDefaults, Rejection, normalize
 from persona.log.events import Event
 
 RECEIVED = datetime(2026, 9, 1, 12, 0, 0, tzinfo=UTC)
@@ -105,3 +105,20 @@ def test_message_over_32_kb_is_rejected_naming_the_limit() -> None:
 
 def test_non_object_message_is_rejected() -> None:
     assert "JSON object" in rejected([1, 2]).reason  # type: ignore[arg-type]
+
+
+def nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_nesting_is_limited_to_max_depth_levels_whoever_sends_it() -> None:
+    # The message is level 1 and `properties` level 2: `levels` more objects end at level levels + 1.
+    fits = accepted({"type": "track", "userId": "u", "event": "E", "properties": nested(MAX_DEPTH - 1)})
+    assert fits.name == "E"
+    too_deep = rejected({"type": "track", "userId": "u", "event": "E", "properties": nested(MAX_DEPTH)})
+    assert too_deep.field == "properties"
+    assert f"deeper than {MAX_DEPTH} levels" in too_deep.reason
+    assert isinstance(too_deep.message, str) and too_deep.message.startswith("{")  # quarantined as text

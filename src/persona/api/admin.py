@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -33,4 +32,5 @@ def quarantine(engine: Secret, limit: Annotated[int, Query(ge=1, le=1000)] = 100
                source: str | None = None) -> Response:
     items = engine.log.quarantined(limit=limit, source_id=source)
     return json_response({"data": [
-        {**asdict(q), "received_at": iso(q.received_at)} for q in items]})
+        {"id": q.id, "source_id": q.source_id, "received_at": iso(q.received_at), "field": q.field,
+         "reason": q.reason, "message": q.message} for q in items]})

@@ -25,6 +25,10 @@ from persona.log.events import MESSAGE_TYPES, Event, is_canonical_iso, iso, to_m
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_ID_LENGTH = 512
+# Objects and arrays nest at most this deep in a message (the message itself is level 1).
+# Without a fixed limit the limit is Python's recursion limit minus the depth of the stack
+# that decodes, so an event accepted by a shallow thread could fail to decode in a deeper one.
+MAX_DEPTH = 64
 _BRACE = ord("{")
 _DICT_FIELDS = ("context", "integrations", "properties", "traits")
 _STRING_FIELDS = ("event", "name", "category")
@@ -48,6 +52,14 @@ class InvalidField(Exception):
     def __init__(self, field: str | None, reason: str) -> None:
         self.field = field
         self.reason = reason
+
+
+class NestedTooDeep(InvalidField):
+    """Quarantined as text rather than JSON: no reader should have to decode it."""
+
+    def __init__(self, field: str, reason: str, text: str) -> None:
+        super().__init__(field, reason)
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,8 @@ def normalize(
     try:
         return _normalize(raw, source_id, defaults, forced_type)
     except InvalidField as bad:
-        return Rejection(index=index, field=bad.field, reason=bad.reason, message=raw)
+        kept = bad.text if isinstance(bad, NestedTooDeep) else raw
+        return Rejection(index=index, field=bad.field, reason=bad.reason, message=kept)
     except OverflowError:
         return Rejection(index=index, field="timestamp", reason="a timestamp is out of range", message=raw)
     except RecursionError:
@@ -207,6 +220,7 @@ def _normalize(raw: Any, source_id: str, defaults: BatchDefaults, forced_type: s
     size = len(encoded)
     if size > MAX_MESSAGE_BYTES:
         raise InvalidField(None, f"message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes (32 KB)")
+    _check_depth(encoded)
     return Event(
         source_id=source_id,
         message_id=message_id,
@@ -230,6 +244,22 @@ def _set_or_drop(msg: dict[str, Any], field: str, value: Any) -> None:
         msg.pop(field, None)
     else:
         msg[field] = value
+
+
+def _check_depth(encoded: bytes) -> None:
+    """Refuse a message nested deeper than MAX_DEPTH. Nesting cannot exceed the number of
+    `{` and `[` in the text, so almost every message passes on two byte counts; only one with
+    more brackets than the limit (say, a large cart) is decoded and walked."""
+    if encoded.count(b"{") + encoded.count(b"[") <= MAX_DEPTH:
+        return
+    stack: list[tuple[Any, int, str]] = [(v, 2, k) for k, v in _decode(encoded).items() if isinstance(v, dict | list)]
+    while stack:
+        node, depth, field = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NestedTooDeep(field, f"{field} nests objects and arrays deeper than {MAX_DEPTH} levels",
+                                encoded.decode())
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1, field) for child in children if isinstance(child, dict | list))
 
 
 def json_type(value: Any) -> str:

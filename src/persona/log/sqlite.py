@@ -171,7 +171,7 @@ class SQLiteEventLog:
             sql += " WHERE source_id = ?"
             args = (source_id,)
         rows = self.readers.get().execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], _decode(r[5])) for r in rows]
+        return [QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], _decode_rejected(r[5])) for r in rows]
 
     def wait_for_append(self, after_seq: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -185,6 +185,14 @@ class SQLiteEventLog:
                 self._grown.wait(remaining)
         return True
 
+
+
+def _decode_rejected(blob: bytes) -> Any:
+    """A quarantined message as JSON, or as text when it is too deep to decode here."""
+    try:
+        return _decode(blob)
+    except RecursionError:
+        return blob.decode("utf-8", "replace")
 
 
 def _encode_any(value: Any) -> bytes:
