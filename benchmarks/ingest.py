@@ -22,6 +22,7 @@ import os
 import platform
 import queue
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> dict:
         threads = [threading.Thread(target=sender, args=(server.port, work, acks, failures, interval))
                    for _ in range(args.connections)]
         read_process = ctx.Process(target=reader, args=(server.port, users, stop, args.read_rate, results))
+        client_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         for t in threads:
             t.start()
@@ -152,6 +154,7 @@ def run(args: argparse.Namespace) -> dict:
         for t in threads:
             t.join()
         acked = time.perf_counter()
+        client_after = resource.getrusage(resource.RUSAGE_SELF)
         while status(server.port)["processor"]["lag"] > 0:
             time.sleep(0.02)
         applied = time.perf_counter()
@@ -184,6 +187,8 @@ def run(args: argparse.Namespace) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "first_failure": failures[0] if failures else None,
         "mean_ack_ms": round(statistics.fmean(acks) * 1000, 2),
+        "client_cpu_us_per_event": round((client_after.ru_utime + client_after.ru_stime - client_before.ru_utime
+                                          - client_before.ru_stime) / n_events * 1e6, 1),
     }
 
 
