@@ -3,6 +3,8 @@
 A *write key* belongs to one source and can only send events (HTTP Basic username or
 `writeKey` in the body). A *secret key* reads and administers (`Authorization: Bearer`).
 Only a SHA-256 of each key is stored; the plaintext is shown once, when it is created.
+Lookups are cached for a few seconds only: a key revoked by another process (`persona keys
+revoke` beside a running server) stops working within `cache_seconds`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ MIGRATIONS = [
 
 _PREFIX = {KeyKind.WRITE: "pw_", KeyKind.SECRET: "ps_"}
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{8,64}$")
 
 
 def hash_key(plaintext: str) -> str:
@@ -72,9 +75,10 @@ class KeyStore(Protocol):
 
 
 class SQLiteKeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_seconds: float = 2.0) -> None:
         self.db = db
-        self._cache: dict[str, ApiKey] = {}
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[ApiKey, float]] = {}  # hash -> (key, monotonic time it is valid until)
         self._lock = threading.Lock()
 
     def create_source(self, source_id: str, name: str | None = None) -> None:
@@ -102,24 +106,33 @@ class SQLiteKeyStore:
 
     def lookup(self, plaintext: str) -> ApiKey | None:
         digest = hash_key(plaintext)
-        key = self._cache.get(digest)
-        if key is not None:
-            return key
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         row = self.db.read().execute(
             "SELECT kind, name, source_id, created_at, key_hash FROM api_keys"
             " WHERE key_hash = ? AND revoked_at IS NULL", (digest,)).fetchone()
         if row is None:
+            with self._lock:
+                self._cache.pop(digest, None)
             return None
         key = _to_key(row)
         with self._lock:
-            self._cache[digest] = key
+            self._cache[digest] = (key, now + self.cache_seconds)
         return key
 
     def revoke(self, fingerprint: str) -> bool:
-        if len(fingerprint) < 8:
-            raise RequestError("give at least 8 characters of the key fingerprint", field="fingerprint")
+        """Revoke the one active key whose hash starts with `fingerprint` (as `list_keys` shows it)."""
+        if not _FINGERPRINT.match(fingerprint):
+            raise RequestError("give at least 8 hex characters of the key fingerprint", field="fingerprint")
 
         def write(conn: sqlite3.Connection) -> int:
+            matches = conn.execute("SELECT count(*) FROM api_keys WHERE key_hash LIKE ? AND revoked_at IS NULL",
+                                   (fingerprint + "%",)).fetchone()[0]
+            if matches > 1:
+                raise RequestError(f"{fingerprint} matches {matches} keys; give more of the fingerprint",
+                                   field="fingerprint")
             return conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_hash LIKE ? AND revoked_at IS NULL",
                                 (time.time(), fingerprint + "%")).rowcount
 
