@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from persona.errors import StoreError
 from persona.identity.graph import BatchGraph, GraphCache
@@ -60,7 +61,7 @@ class Processor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock: ProcessorLock | None = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
 
     def process_batch(self) -> int:
         """Resolve and apply the next batch of events in memory.
@@ -171,18 +172,39 @@ class Processor:
             self._lock = None
 
     def _loop(self) -> None:
-        self._run_loop()
+        self.run(self._stop, idle=lambda: self.log.wait_for_append(self.position, timeout=0.5))
+
+    def run(self, stop: StopSignal, idle: Callable[[], object]) -> None:
+        """Process until `stop` is set, calling `idle` whenever caught up; then commit.
+
+        A failed batch is retried every second from the checkpoint; the error is recorded in
+        the state store, where `persona status` shows it whichever process runs this loop,
+        and cleared once a batch goes through again."""
+        while not stop.is_set():
+            try:
+                if self.process_batch() == 0:
+                    idle()
+                elif self.error is not None:
+                    self._report(None)
+            except Exception as exc:  # keep serving reads; report and retry after a pause
+                log.exception("processor batch failed at seq %s; retrying", self.position)
+                self._report(exc)
+                stop.wait(1.0)
         try:
             self.flush()
         except Exception:
             log.exception("final processor commit failed; the next start redoes it from the checkpoint")
 
-    def _run_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.process_batch() == 0:
-                    self.log.wait_for_append(self.position, timeout=0.5)
-            except Exception as exc:  # keep serving reads; report and retry after a pause
-                self.error = exc
-                log.exception("processor batch failed at seq %s; retrying", self.position)
-                self._stop.wait(1.0)
+    def _report(self, error: Exception | None) -> None:
+        self.error = error
+        try:
+            self.state.record_error(CHECKPOINT, None if error is None else f"{type(error).__name__}: {error}")
+        except Exception:  # the store may be what failed; the log has the error either way
+            log.warning("could not record the processor's state in the store", exc_info=True)
+
+
+class StopSignal(Protocol):
+    """A threading or multiprocessing Event, or anything that answers like one."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...

@@ -72,12 +72,24 @@ def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
         tune_gc()
         try:
             processor.reset()  # position from the checkpoint, now that nobody else writes
-            while not stop.is_set() and os.getppid() == parent_pid:
-                if processor.process_batch() == 0:
-                    stop.wait(0.01)  # appends come from another process: poll the log
-            processor.flush()
+            # Appends come from another process, so poll the log when caught up.
+            processor.run(_UntilOrphaned(stop, parent_pid), idle=lambda: stop.wait(0.01))
         finally:
             lock.release()
+
+
+class _UntilOrphaned:
+    """The server's stop event, also set in effect when the server has died (kill -9)."""
+
+    def __init__(self, stop: ProcessEvent, parent_pid: int) -> None:
+        self.stop = stop
+        self.parent_pid = parent_pid
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or os.getppid() != self.parent_pid
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.stop.wait(timeout)
 
 
 class ProcessorProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -36,11 +37,14 @@ MIGRATIONS = [
         " reason TEXT NOT NULL)",
         "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
     ]),
+    Migration(2, "processor errors", [
+        "CREATE TABLE processor_errors (name TEXT PRIMARY KEY, error TEXT NOT NULL, at REAL NOT NULL)",
+    ]),
 ]
 
 _encode = msgspec.json.Encoder().encode
 _decode_profile = msgspec.json.Decoder(Profile).decode
-_TABLES = ("profiles", "identities", "timeline", "merges", "dropped_links", "checkpoints")
+_TABLES = ("profiles", "identities", "timeline", "merges", "dropped_links", "checkpoints", "processor_errors")
 
 
 class SQLiteStateStore:
@@ -94,6 +98,20 @@ class SQLiteStateStore:
                          (name, changes.checkpoint))
 
         return self.db.writer.submit(write)
+
+    def record_error(self, name: str, error: str | None) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            if error is None:
+                conn.execute("DELETE FROM processor_errors WHERE name = ?", (name,))
+            else:
+                conn.execute("INSERT INTO processor_errors VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                             " SET error = excluded.error, at = excluded.at", (name, error, time.time()))
+
+        self.db.write(write)
+
+    def last_error(self, name: str) -> tuple[str, float] | None:
+        row = self.db.read().execute("SELECT error, at FROM processor_errors WHERE name = ?", (name,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def profile(self, profile_id: str) -> Profile | None:
         conn = self.db.read()
