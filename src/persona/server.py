@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from persona.access.keys import KeyKind
 from persona.api import create_app
 from persona.config import Config
 from persona.engine import DEFAULT_SOURCE, Engine
+from persona.errors import ConfigError
 from persona.profiles.runner import ProcessorLock, ProcessorProcess
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,27 @@ class _Uvicorn(uvicorn.Server):
             captured.clear()
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts, so a busy port is a clear error."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port",
+                          field="port") from None
+    return sock
+
+
 class Server:
     """An engine with its processor running and uvicorn serving its app."""
 
     def __init__(self, config: Config) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL)
+        self.socket = listen(config.host, config.port)
+        config = config.with_overrides(port=self.socket.getsockname()[1])  # port 0: the one the OS chose
         self.config = config
         self.engine = Engine.open(config)
         self.created_keys = first_run_keys(self.engine)
@@ -100,14 +118,16 @@ class Server:
         self.start_processor()
         tune_gc()
         try:
-            self.uvicorn.run()
+            self.uvicorn.run(sockets=[self.socket])
         finally:
             self.stop_processor()
             self.engine.close()
+            self.socket.close()
 
     def start_in_thread(self, timeout: float = 15.0) -> None:
         self.start_processor()
-        self._thread = threading.Thread(target=self.uvicorn.run, name="uvicorn", daemon=True)
+        self._thread = threading.Thread(target=self.uvicorn.run, kwargs={"sockets": [self.socket]}, name="uvicorn",
+                                        daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.uvicorn.started:
@@ -121,3 +141,4 @@ class Server:
             self._thread.join(timeout=10)
         self.stop_processor()
         self.engine.close()
+        self.socket.close()

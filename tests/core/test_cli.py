@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from persona.cli import app
 from persona.config import SETTINGS, load_config
 from persona.engine import Engine
+from persona.errors import ConfigError
 from tests.support.events import event
 
 
@@ -43,3 +45,15 @@ def test_help_names_every_command_and_the_environment() -> None:
     for command in ("serve", "demo", "import", "export", "keys", "status", "rebuild", "settings"):
         assert command in top
     assert "PERSONA_DATA_DIR" in runner.invoke(app, ["serve", "--help"]).output
+
+
+def test_a_busy_port_is_a_clear_error_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")])
+    assert isinstance(result.exception, ConfigError)
+    assert f"cannot listen on 127.0.0.1:{port}" in result.exception.message
+    assert result.exception.field == "port"
+    assert not (tmp_path / "data").exists()  # no store was opened
