@@ -16,7 +16,7 @@ def status_of(engine: Engine) -> dict[str, Any]:
     position = engine.state.checkpoint(CHECKPOINT)
     processor = engine.processor
     return {
-        "log": {"last_seq": last, "events": engine.log.count()},
+        "log": {"last_seq": last, "events": engine.log.count(), "quarantined": engine.log.quarantine_count()},
         "processor": {
             "mode": engine.config.processor,
             "position": position,

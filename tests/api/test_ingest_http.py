@@ -524,13 +524,15 @@ def test_profiles_are_listed_in_pages(client: TestClient, engine: Engine) -> Non
 def test_status_reports_the_log_the_processor_and_the_state(client: TestClient, engine: Engine) -> None:
     _send(client, _msg("identify", 1, userId="u-1"), _msg("track", 2, userId="u-1", event="E"))
     before = read(client, "/v1/status").json()
-    assert before["log"] == {"last_seq": 2, "events": 2}
+    assert before["log"] == {"last_seq": 2, "events": 2, "quarantined": 0}
     assert before["processor"]["lag"] == 2
     engine.processor.run_until_caught_up()
     after = read(client, "/v1/status").json()
     assert (after["processor"]["position"], after["processor"]["lag"], after["processor"]["error"]) == (2, 0, None)
     assert after["state"]["profiles"] == 1
     assert after["state"]["identities"] == 1
+    client.post("/v1/batch", json={"batch": [{"type": "track", "event": "no identity"}]})
+    assert read(client, "/v1/status").json()["log"]["quarantined"] == 1
 
 
 def test_healthz_needs_no_key(client: TestClient) -> None:

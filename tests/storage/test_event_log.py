@@ -62,6 +62,7 @@ def test_rejects_are_quarantined_with_the_events_of_the_same_request(engine: Eng
     [q] = engine.log.quarantined()
     assert (q.source_id, q.field, q.message) == ("default", "userId", {"type": "x"})
     assert engine.log.quarantined(source_id="other") == []
+    assert engine.log.quarantine_count() == 1
 
 
 def test_erasing_a_profiles_events_and_replaying_forgets_it(engine: Engine) -> None:

@@ -164,6 +164,9 @@ class SQLiteEventLog:
     def count(self) -> int:
         return self.readers.get().execute("SELECT count(*) FROM events").fetchone()[0]
 
+    def quarantine_count(self) -> int:
+        return self.readers.get().execute("SELECT count(*) FROM quarantine").fetchone()[0]
+
     def quarantined(self, limit: int = 100, source_id: str | None = None) -> list[QuarantinedMessage]:
         sql = "SELECT id, source_id, received_at, field, reason, message FROM quarantine"
         args: tuple[Any, ...] = ()
