@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import msgspec
+import pytest
 
 from persona.config import Config
 from persona.engine import Engine
 from persona.log.events import to_micros
 from persona.log.store import Rejected
+from persona.profiles import processor as processor_module
 from tests.support.events import BASE, event
 
 
@@ -90,3 +96,21 @@ def test_the_processor_resumes_from_its_checkpoint_without_applying_twice(config
         assert profile.event_count == 8
         assert profile.event_counts["Viewed"] == 8
         assert engine.processor.lag() == 0
+
+
+def test_the_running_processor_logs_its_progress(engine: Engine, caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processor_module, "PROGRESS_EVERY", 0.05)
+    stop = threading.Event()
+    runner = threading.Thread(target=engine.processor.run, args=(stop, lambda: stop.wait(0.02)))
+    with caplog.at_level(logging.INFO, logger="persona.profiles.processor"):
+        runner.start()
+        engine.log.append([event("track", user="u", event="Viewed", minutes=i) for i in range(30)])
+        deadline = time.monotonic() + 10
+        while not any(r.getMessage().startswith("applied") for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+        runner.join()
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("applied")]
+    assert line.startswith("applied 30 events in ")
+    assert engine.profiles.find("user_id:u").event_count == 30  # and the final commit happened on stop

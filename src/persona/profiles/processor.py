@@ -179,13 +179,16 @@ class Processor:
 
         A failed batch is retried every second from the checkpoint; the error is recorded in
         the state store, where `persona status` shows it whichever process runs this loop,
-        and cleared once a batch goes through again."""
+        and cleared once a batch goes through again. Progress is logged every
+        `PROGRESS_EVERY` seconds in which events were applied."""
+        progress = _Progress(self.stats)
         while not stop.is_set():
             try:
                 if self.process_batch() == 0:
                     idle()
                 elif self.error is not None:
                     self._report(None)
+                progress.maybe_log(self.lag)
             except Exception as exc:  # keep serving reads; report and retry after a pause
                 log.exception("processor batch failed at seq %s; retrying", self.position)
                 self._report(exc)
@@ -201,6 +204,27 @@ class Processor:
             self.state.record_error(CHECKPOINT, None if error is None else f"{type(error).__name__}: {error}")
         except Exception:  # the store may be what failed; the log has the error either way
             log.warning("could not record the processor's state in the store", exc_info=True)
+
+
+PROGRESS_EVERY = 30.0
+
+
+class _Progress:
+    """One log line per interval with work in it: what an operator tails to see it move."""
+
+    def __init__(self, stats: ProcessorStats) -> None:
+        self.stats = stats
+        self.at = time.monotonic()
+        self.events, self.merges = stats.events, stats.merges
+
+    def maybe_log(self, lag: Callable[[], int]) -> None:
+        now = time.monotonic()
+        if now - self.at < PROGRESS_EVERY or self.stats.events == self.events:
+            return
+        events, merges = self.stats.events - self.events, self.stats.merges - self.merges
+        log.info("applied %s events in %.0f s (%s/s), %s merges; lag %s",
+                 f"{events:,}", now - self.at, f"{events / (now - self.at):,.0f}", f"{merges:,}", f"{lag():,}")
+        self.at, self.events, self.merges = now, self.stats.events, self.stats.merges
 
 
 class StopSignal(Protocol):
