@@ -87,9 +87,9 @@ def status(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 @app.command()
 def rebuild(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Drop all derived state (profiles, identity graph) and replay the whole event log."""
-    with Engine.open(_config(data_dir=data_dir, config=config)) as engine:
-        with console.status("replaying the event log..."):
-            n = engine.rebuild()
+    with Engine.open(_config(data_dir=data_dir, config=config)) as engine, _progress() as bar:
+        task = bar.add_task("replaying the event log", total=engine.log.count())
+        n = engine.rebuild(progress=lambda done: bar.update(task, completed=done))
         counts = engine.state.counts()
         console.print(f"replayed {n} events: {counts.profiles} profiles, {counts.merges} merges")
 

@@ -7,6 +7,7 @@ are thin layers over an Engine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class Engine:
         if self.config.secret_key:
             self.keys.create_key(KeyKind.SECRET, "seeded", plaintext=self.config.secret_key)
 
-    def rebuild(self) -> int:
+    def rebuild(self, progress: Callable[[int], object] | None = None) -> int:
         """Throw away all derived state and replay the whole log; returns events replayed."""
         lock = ProcessorLock(self.config.data_dir)
         if not lock.acquire(timeout=5):
@@ -75,7 +76,7 @@ class Engine:
         try:
             self.state.reset()
             self.processor.reset()
-            return self.processor.run_until_caught_up()
+            return self.processor.run_until_caught_up(progress)
         finally:
             lock.release()
 

@@ -135,10 +135,13 @@ class Processor:
         self.cache.clear()  # cached profiles may hold uncommitted changes
         self.position = self._read_position = self.state.checkpoint(CHECKPOINT)
 
-    def run_until_caught_up(self) -> int:
+    def run_until_caught_up(self, progress: Callable[[int], object] | None = None) -> int:
+        """Apply everything in the log now; `progress` gets the events applied so far."""
         total = 0
         while n := self.process_batch():
             total += n
+            if progress is not None:
+                progress(total)
         self.flush()
         return total
 
