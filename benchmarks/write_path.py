@@ -27,7 +27,7 @@ from persona.config import load_config
 from persona.engine import Engine
 from persona.ingest.service import IngestService, decode_body
 from persona.log.events import Event
-from persona.log.sqlite import MIGRATIONS
+from persona.log.sql import MIGRATIONS
 from persona.synth import Workload
 
 

@@ -16,15 +16,33 @@ with warnings.catch_warnings():
 from persona.api import create_app
 from persona.config import Config, load_config
 from persona.engine import Engine
+from tests.support.backends import BACKENDS, postgres_schema
 from tests.support.live import LiveServer, start_server
 
 WRITE_KEY = "pw_test_write_key"
 SECRET_KEY = "ps_test_secret_key"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked `backends` run each test on every store backend (the contract suite)."""
+    if metafunc.definition.get_closest_marker("backends") and "store_url" in metafunc.fixturenames:
+        metafunc.parametrize("store_url", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return load_config(env={}, data_dir=tmp_path / "data", write_key=WRITE_KEY, secret_key=SECRET_KEY)
+def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the embedded store in the test's data directory, else a PostgreSQL URL with a fresh schema."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def config(tmp_path: Path, store_url: str | None) -> Config:
+    return load_config(env={}, data_dir=tmp_path / "data", store=store_url, write_key=WRITE_KEY,
+                       secret_key=SECRET_KEY)
 
 
 @pytest.fixture

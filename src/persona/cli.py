@@ -25,6 +25,8 @@ console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PERSONA_DATA_DIR).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML config file (env PERSONA_CONFIG).")]
+Store = Annotated[str | None, typer.Option(
+    "--store", help="sqlite:///DIR or postgresql://user@host/db?schema=NAME (env PERSONA_STORE).")]
 
 
 def _config(**overrides: object) -> Config:
@@ -42,11 +44,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (env PERSONA_PORT).")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
+    store: Store = None,
 ) -> None:
-    """Run the HTTP API and the stream processor on the embedded store."""
+    """Run the HTTP API and the stream processor (on the embedded store unless --store says otherwise)."""
     from persona.server import Server
 
-    server = Server(_config(host=host, port=port, data_dir=data_dir, config=config))
+    server = Server(_config(host=host, port=port, data_dir=data_dir, config=config, store=store))
     if server.created_keys:
         console.print("[bold]First start: created keys (shown only once)[/bold]")
         for name, key in server.created_keys.items():
@@ -76,18 +79,33 @@ def demo(
 
 
 @app.command()
-def status(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+def status(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
     """Log size, processor position and lag, profile counts."""
     from persona.status import status_of
 
-    with Engine.open(_config(data_dir=data_dir, config=config)) as engine:
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         console.print_json(data=status_of(engine))
 
 
 @app.command()
-def rebuild(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+def migrate(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Apply the store's pending schema migrations (every command also does on start) and say which."""
+    from persona.engine import open_databases
+
+    log_db, state_db = open_databases(_config(data_dir=data_dir, config=config, store=store), "persona migrate")
+    try:
+        for name, db in (("log", log_db), ("state", state_db)):
+            done = ", ".join(map(str, db.applied)) if db.applied else "none pending"
+            console.print(f"{name}: applied {done}")
+    finally:
+        log_db.close()
+        state_db.close()
+
+
+@app.command()
+def rebuild(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
     """Drop all derived state (profiles, identity graph) and replay the whole event log."""
-    with Engine.open(_config(data_dir=data_dir, config=config)) as engine, _progress() as bar:
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
         task = bar.add_task("replaying the event log", total=engine.log.count())
         n = engine.rebuild(progress=lambda done: bar.update(task, completed=done))
         counts = engine.state.counts()
@@ -106,13 +124,14 @@ def import_(
                                                              "extension).")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
+    store: Store = None,
 ) -> None:
     """Bulk import events into the log; bad rows go to a rejects file and the quarantine (exit 1 if any)."""
     from persona.ingest.importer import import_file
     from persona.ingest.mapping import load_mapping
 
     row_mapping = load_mapping(mapping) if mapping is not None else None
-    with Engine.open(_config(data_dir=data_dir, config=config)) as engine, _progress() as bar:
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
         task = bar.add_task(f"importing {file.name}", total=None)
         result = import_file(file, log=engine.log, keys=engine.keys, source=source, mapping=row_mapping,
                              format=fmt, rejects_path=rejects,  # type: ignore[arg-type]
@@ -134,6 +153,7 @@ def export(
     until: Annotated[str | None, typer.Option(help="Last day to export, inclusive, YYYY-MM-DD (UTC).")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
+    store: Store = None,
 ) -> None:
     """The event log as Parquet partitioned by day; re-exporting replaces the days it covers."""
     from persona.log.export import export_parquet
@@ -141,7 +161,7 @@ def export(
     if fmt != "parquet":
         raise typer.BadParameter(f"unknown format {fmt!r}; use parquet", param_hint="--format")
     first, last = _day_option(since, "--since"), _day_option(until, "--until")
-    with Engine.open(_config(data_dir=data_dir, config=config)) as engine, _progress() as bar:
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
         total = engine.log.count() if first is None and last is None else None
         task = bar.add_task("exporting events", total=total)
         result = export_parquet(engine.log, out, since=first, until=last,
@@ -166,33 +186,33 @@ def _progress() -> Progress:
 
 @keys_app.command("create-write")
 def create_write(source: Annotated[str, typer.Argument(help="Source id, e.g. 'web' or 'ios'.")],
-                 name: str = "cli", data_dir: DataDir = None) -> None:
+                 name: str = "cli", data_dir: DataDir = None, store: Store = None) -> None:
     """Create a source (if new) and a write key for it."""
-    with Engine.open(_config(data_dir=data_dir)) as engine:
+    with Engine.open(_config(data_dir=data_dir, store=store)) as engine:
         key = engine.keys.create_key(KeyKind.WRITE, name, source)
     console.print(f"write key for source {source!r}: [green]{key}[/green]  (shown only once)")
 
 
 @keys_app.command("create-secret")
-def create_secret(name: str = "cli", data_dir: DataDir = None) -> None:
+def create_secret(name: str = "cli", data_dir: DataDir = None, store: Store = None) -> None:
     """Create a secret key (reads and administration)."""
-    with Engine.open(_config(data_dir=data_dir)) as engine:
+    with Engine.open(_config(data_dir=data_dir, store=store)) as engine:
         key = engine.keys.create_key(KeyKind.SECRET, name)
     console.print(f"secret key: [green]{key}[/green]  (shown only once)")
 
 
 @keys_app.command("list")
-def list_keys(data_dir: DataDir = None) -> None:
+def list_keys(data_dir: DataDir = None, store: Store = None) -> None:
     """Active keys (fingerprints only) and sources."""
-    with Engine.open(_config(data_dir=data_dir)) as engine:
+    with Engine.open(_config(data_dir=data_dir, store=store)) as engine:
         for key in engine.keys.list_keys():
             console.print(f"{key.fingerprint}  {key.kind.value:6}  source={key.source_id or '-':10}  {key.name}")
 
 
 @keys_app.command("revoke")
-def revoke(fingerprint: str, data_dir: DataDir = None) -> None:
+def revoke(fingerprint: str, data_dir: DataDir = None, store: Store = None) -> None:
     """Revoke the key whose fingerprint starts with FINGERPRINT."""
-    with Engine.open(_config(data_dir=data_dir)) as engine:
+    with Engine.open(_config(data_dir=data_dir, store=store)) as engine:
         ok = engine.keys.revoke(fingerprint)
     console.print("revoked" if ok else "no active key has that fingerprint")
     raise typer.Exit(0 if ok else 1)

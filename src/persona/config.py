@@ -30,6 +30,9 @@ class Setting:
 
 SETTINGS = [
     Setting("data_dir", "persona-data", "Directory of the embedded store (log.db, state.db, persona.yaml)."),
+    Setting("store", None,
+            "Where events and state live: sqlite:///DIR (the embedded store; default sqlite:///<data_dir>) or "
+            "postgresql://user@host:5432/db?schema=NAME (several API nodes and workers share it)."),
     Setting("host", "127.0.0.1", "Interface the HTTP server binds to."),
     Setting("port", 8000, "Port the HTTP server listens on.", int),
     Setting("write_key", None, "Seeds a write key for the source 'default' on start (for scripts and tests)."),
@@ -53,6 +56,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 @dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("persona-data")
+    store: str | None = None  # a PostgreSQL URL; None: the embedded store in data_dir
     host: str = "127.0.0.1"
     port: int = 8000
     write_key: str | None = None
@@ -64,6 +68,10 @@ class Config:
     processor: str = "process"
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.data_dir}"
 
     def with_overrides(self, **values: Any) -> Config:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -102,6 +110,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     values.update(from_env)
     values.update(given)
     values["data_dir"] = Path(values["data_dir"])
+    values["store"], values["data_dir"] = _store(values["store"], values["data_dir"])
     values["config"] = path if path.exists() else None
     if str(values["synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ConfigError("synchronous must be FULL, NORMAL or EXTRA", field="synchronous")
@@ -113,6 +122,18 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     if file_config.identity is not None:
         config = replace(config, identity=file_config.identity)
     return config
+
+
+def _store(url: str | None, data_dir: Path) -> tuple[str | None, Path]:
+    """A PostgreSQL URL (None for the embedded store), and the data directory a sqlite:/// URL names."""
+    if not url:
+        return None, data_dir
+    scheme, sep, rest = url.partition("://")
+    if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
+        return None, Path(rest[1:])
+    if scheme in ("postgresql", "postgres") and sep:
+        return url, data_dir
+    raise ConfigError(f"store {url!r} is not sqlite:///DIR or postgresql://user@host/db", field="store")
 
 
 def _read_file(path: Path, *, required: bool) -> _FileConfig:

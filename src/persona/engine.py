@@ -12,18 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from persona.access.keys import MIGRATIONS as KEY_MIGRATIONS
-from persona.access.keys import KeyKind, SQLiteKeyStore
+from persona.access.keys import KeyKind, SQLKeyStore
 from persona.config import Config
 from persona.errors import StoreError
 from persona.ingest.service import IngestService
-from persona.log.sqlite import MIGRATIONS as LOG_MIGRATIONS
-from persona.log.sqlite import SQLiteEventLog
-from persona.profiles.processor import Processor
+from persona.log.sql import MIGRATIONS as LOG_MIGRATIONS
+from persona.log.sql import SQLEventLog
+from persona.profiles.processor import Processor, ProcessorLock
 from persona.profiles.reader import ProfileReader
-from persona.profiles.runner import ProcessorLock
-from persona.profiles.sqlite import MIGRATIONS as STATE_MIGRATIONS
-from persona.profiles.sqlite import SQLiteStateStore
-from persona.storage.sqlite import Database
+from persona.profiles.runner import FileLock
+from persona.profiles.sql import MIGRATIONS as STATE_MIGRATIONS
+from persona.profiles.sql import SQLStateStore
+from persona.storage.postgres import AdvisoryLock, PostgresDatabase, PostgresURL
+from persona.storage.sql import Database
+from persona.storage.sqlite import SQLiteDatabase
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +37,20 @@ class Engine:
     config: Config
     log_db: Database
     state_db: Database
-    log: SQLiteEventLog
-    keys: SQLiteKeyStore
-    state: SQLiteStateStore
+    log: SQLEventLog
+    keys: SQLKeyStore
+    state: SQLStateStore
     ingest: IngestService
     processor: Processor
     profiles: ProfileReader
 
     @classmethod
-    def open(cls, config: Config) -> Engine:
-        data_dir = Path(config.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        log_db = Database(data_dir / "log.db", [*LOG_MIGRATIONS, *KEY_MIGRATIONS], synchronous=config.synchronous)
-        state_db = Database(data_dir / "state.db", STATE_MIGRATIONS, synchronous="NORMAL")
-        event_log = SQLiteEventLog(log_db)
-        keys = SQLiteKeyStore(log_db)
-        state = SQLiteStateStore(state_db)
+    def open(cls, config: Config, application_name: str = "persona") -> Engine:
+        """Open (and migrate) the store the config names; `application_name` labels PostgreSQL sessions."""
+        log_db, state_db = open_databases(config, application_name)
+        event_log = SQLEventLog(log_db)
+        keys = SQLKeyStore(log_db)
+        state = SQLStateStore(state_db)
         engine = cls(
             config=config, log_db=log_db, state_db=state_db, log=event_log, keys=keys, state=state,
             ingest=IngestService(event_log, keys),
@@ -68,11 +68,17 @@ class Engine:
         if self.config.secret_key:
             self.keys.create_key(KeyKind.SECRET, "seeded", plaintext=self.config.secret_key)
 
+    def processor_lock(self) -> ProcessorLock:
+        """The right to write the derived state: one processor per store."""
+        if self.config.store is None:
+            return FileLock(self.config.data_dir)
+        return AdvisoryLock(PostgresURL.parse(self.config.store), "processor")
+
     def rebuild(self, progress: Callable[[int], object] | None = None) -> int:
         """Throw away all derived state and replay the whole log; returns events replayed."""
-        lock = ProcessorLock(self.config.data_dir)
+        lock = self.processor_lock()
         if not lock.acquire(timeout=5):
-            raise StoreError("a running processor holds this data directory: stop the server first")
+            raise StoreError("a running processor holds this store: stop the server first")
         try:
             self.state.reset()
             self.processor.reset()
@@ -90,3 +96,22 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_databases(config: Config, application_name: str = "persona") -> tuple[Database, Database]:
+    """The log's database (events, quarantine, keys) and the derived state's, from the store URL."""
+    if config.store is None:
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return (SQLiteDatabase(data_dir / "log.db", [*LOG_MIGRATIONS, *KEY_MIGRATIONS], synchronous=config.synchronous),
+                SQLiteDatabase(data_dir / "state.db", STATE_MIGRATIONS, synchronous="NORMAL"))
+    url = PostgresURL.parse(config.store)
+    log.info("store: %s", url.redacted())
+    log_db = PostgresDatabase(url, [*LOG_MIGRATIONS, *KEY_MIGRATIONS], component="log",
+                              application_name=application_name)
+    try:
+        state_db = PostgresDatabase(url, STATE_MIGRATIONS, component="state", application_name=application_name)
+    except BaseException:
+        log_db.close()
+        raise
+    return log_db, state_db

@@ -17,7 +17,7 @@ from persona.api import create_app
 from persona.config import Config
 from persona.engine import DEFAULT_SOURCE, Engine
 from persona.errors import ConfigError
-from persona.profiles.runner import ProcessorLock, ProcessorProcess
+from persona.profiles.runner import ProcessorProcess
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Server:
     def start_processor(self) -> None:
         mode = self.config.processor
         if mode == "thread":
-            self.engine.processor.start(ProcessorLock(self.config.data_dir))
+            self.engine.processor.start(self.engine.processor_lock())
         elif mode == "process":
             self._child = ProcessorProcess(self.config)
             self._child.start()

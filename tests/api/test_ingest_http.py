@@ -22,6 +22,8 @@ from persona.engine import Engine
 from tests.conftest import SECRET_KEY, WRITE_KEY, TestClient
 from tests.support.api import assert_error, gzipped, read, stored
 
+pytestmark = pytest.mark.backends  # the contract suite: SQLite and PostgreSQL
+
 CONTEXT = {"ip": "203.0.113.7", "library": {"name": "analytics.js", "version": "4.1.0"},
            "page": {"path": "/shoes", "url": "https://shop.example/shoes"}, "locale": "de-DE"}
 

@@ -54,3 +54,10 @@ def test_every_setting_is_documented() -> None:
     docs = (ROOT / "docs" / "configuration.md").read_text()
     for setting in SETTINGS:
         assert f"PERSONA_{setting.name.upper()}" in docs, setting.name
+
+
+def test_a_store_url_must_be_sqlite_or_postgresql() -> None:
+    with pytest.raises(ConfigError, match="postgresql://") as caught:
+        load_config(env={"PERSONA_STORE": "mysql://localhost/db"})
+    assert caught.value.field == "store"
+    assert load_config(env={"PERSONA_STORE": "postgresql://h/db"}).store == "postgresql://h/db"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from persona.engine import Engine
 from tests.support.events import event
+
+pytestmark = pytest.mark.backends  # the contract suite: SQLite and PostgreSQL
 
 
 def ingest(engine: Engine, *events: Any) -> None:
@@ -60,7 +64,7 @@ def test_shared_device_does_not_glue_two_users(engine: Engine) -> None:
     assert alice.id != bob.id
     assert bob.identifiers == {"user_id": ["bob"]}
     assert bob.orders.revenue == 5 and alice.orders.count == 0
-    dropped = engine.state_db.read().execute("SELECT kind, value, reason FROM dropped_links").fetchall()
+    dropped = engine.state_db.query("SELECT kind, value, reason FROM dropped_links")
     assert dropped == [("anonymous_id", "kiosk", "would exceed the user_id limit")]
 
 

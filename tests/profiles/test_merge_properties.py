@@ -66,8 +66,8 @@ def random_stream(rng: random.Random, n: int) -> list[Event]:
 
 
 def state_of(engine: Engine) -> dict:
-    rows = engine.state_db.read().execute("SELECT key, profile_id FROM identities ORDER BY key").fetchall()
-    timeline = engine.state_db.read().execute("SELECT * FROM timeline ORDER BY seq").fetchall()
+    rows = engine.state_db.query("SELECT key, profile_id FROM identities ORDER BY key")
+    timeline = engine.state_db.query("SELECT * FROM timeline ORDER BY seq")
     return {"profiles": engine.state.all_profiles(), "identities": rows, "timeline": timeline}
 
 

@@ -16,6 +16,8 @@ from persona.log.store import Rejected
 from persona.profiles import processor as processor_module
 from tests.support.events import BASE, event
 
+pytestmark = pytest.mark.backends  # the contract suite: SQLite and PostgreSQL
+
 
 def test_positions_grow_in_append_order_and_reads_resume_from_an_offset(engine: Engine) -> None:
     first = engine.log.append([event("track", user="u1", event="A"), event("track", user="u2", event="B")])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from persona.errors import StoreError
-from persona.storage.sqlite import Database, Migration
+from persona.storage.sql import Migration
+from persona.storage.sqlite import SQLiteDatabase as Database
 
 MIGRATIONS = [Migration(1, "t", ["CREATE TABLE t (x INTEGER PRIMARY KEY)"])]
 

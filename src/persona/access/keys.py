@@ -13,14 +13,13 @@ import enum
 import hashlib
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from persona.errors import RequestError
-from persona.storage.sqlite import Database, Migration
+from persona.storage.sql import Connection, Database, Migration
 
 
 class KeyKind(enum.StrEnum):
@@ -48,6 +47,16 @@ MIGRATIONS = [
             created_at REAL NOT NULL,
             revoked_at REAL
         )""",
+    ], postgres=[
+        "CREATE TABLE sources (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)",
+        """CREATE TABLE api_keys (
+            key_hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('write', 'secret')),
+            name TEXT NOT NULL,
+            source_id TEXT REFERENCES sources (id),
+            created_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
     ]),
 ]
 
@@ -74,7 +83,9 @@ class KeyStore(Protocol):
     def list_sources(self) -> list[tuple[str, str]]: ...
 
 
-class SQLiteKeyStore:
+class SQLKeyStore:
+    """Keys live beside the event log (`log.db`, or the log's tables in PostgreSQL)."""
+
     def __init__(self, db: Database, *, cache_seconds: float = 2.0) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
@@ -85,7 +96,7 @@ class SQLiteKeyStore:
         if not _SOURCE_ID.match(source_id):
             raise RequestError("a source id is 1-63 lowercase letters, digits, '-' or '_'", field="source")
         self.db.write(lambda c: c.execute(
-            "INSERT OR IGNORE INTO sources VALUES (?, ?, ?)", (source_id, name or source_id, time.time())))
+            "INSERT INTO sources VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (source_id, name or source_id, time.time())))
 
     def create_key(self, kind: KeyKind, name: str, source_id: str | None = None,
                    plaintext: str | None = None) -> str:
@@ -97,8 +108,8 @@ class SQLiteKeyStore:
         plaintext = plaintext or new_key(kind)
         digest = hash_key(plaintext)
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR IGNORE INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+        def write(conn: Connection) -> None:
+            conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT DO NOTHING",
                          (digest, kind.value, name, source_id if kind is KeyKind.WRITE else None, time.time()))
 
         self.db.write(write)
@@ -110,9 +121,9 @@ class SQLiteKeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        row = self.db.read().execute(
+        row = self.db.query_one(
             "SELECT kind, name, source_id, created_at, key_hash FROM api_keys"
-            " WHERE key_hash = ? AND revoked_at IS NULL", (digest,)).fetchone()
+            " WHERE key_hash = ? AND revoked_at IS NULL", (digest,))
         if row is None:
             with self._lock:
                 self._cache.pop(digest, None)
@@ -127,7 +138,7 @@ class SQLiteKeyStore:
         if not _FINGERPRINT.match(fingerprint):
             raise RequestError("give at least 8 hex characters of the key fingerprint", field="fingerprint")
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: Connection) -> int:
             matches = conn.execute("SELECT count(*) FROM api_keys WHERE key_hash LIKE ? AND revoked_at IS NULL",
                                    (fingerprint + "%",)).fetchone()[0]
             if matches > 1:
@@ -142,13 +153,13 @@ class SQLiteKeyStore:
         return revoked
 
     def list_keys(self) -> list[ApiKey]:
-        rows = self.db.read().execute(
+        rows = self.db.query(
             "SELECT kind, name, source_id, created_at, key_hash FROM api_keys WHERE revoked_at IS NULL"
-            " ORDER BY created_at").fetchall()
+            " ORDER BY created_at")
         return [_to_key(r) for r in rows]
 
     def list_sources(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.db.read().execute("SELECT id, name FROM sources ORDER BY id")]
+        return [(r[0], r[1]) for r in self.db.query("SELECT id, name FROM sources ORDER BY id")]
 
 
 def _to_key(row: tuple[str, str, str | None, float, str]) -> ApiKey:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from persona.errors import StoreError
 from persona.identity.graph import BatchGraph, GraphCache
@@ -22,9 +22,6 @@ from persona.log.store import EventLog
 from persona.profiles.profile import apply_event
 from persona.profiles.store import StateChanges, StateStore
 from persona.profiles.view import body_decoder
-
-if TYPE_CHECKING:
-    from persona.profiles.runner import ProcessorLock
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +153,9 @@ class Processor:
 
     # -- background thread ---------------------------------------------------------------------
     def start(self, lock: ProcessorLock) -> None:
-        """Run in a thread of this process, holding `lock` (one processor per data directory)."""
+        """Run in a thread of this process, holding `lock` (one processor per store)."""
         if not lock.acquire(timeout=30):
-            raise StoreError(f"another processor holds {lock.path}")
+            raise StoreError("another processor holds this store")
         self._lock = lock
         self.reset()
         self._stop.clear()
@@ -228,6 +225,13 @@ class _Progress:
         log.info("applied %s events in %.0f s (%s/s), %s merges; lag %s",
                  f"{events:,}", now - self.at, f"{events / (now - self.at):,.0f}", f"{merges:,}", f"{lag():,}")
         self.at, self.events, self.merges = now, self.stats.events, self.stats.merges
+
+
+class ProcessorLock(Protocol):
+    """The right to be the one processor of a store (a file lock, a PostgreSQL session lock)."""
+
+    def acquire(self, timeout: float) -> bool: ...
+    def release(self) -> None: ...
 
 
 class StopSignal(Protocol):

@@ -2,8 +2,9 @@
 
 Python threads share one core for Python code (the GIL), so `persona serve` runs the
 processor in a child process by default and ingest and processing each get a core. Either
-way one processor per data directory is guaranteed by an OS file lock, which the kernel
-releases when its holder dies: after a kill -9 a new processor waits for the orphan to go.
+way one processor per store is guaranteed by a lock its holder's death releases: an OS file
+lock on the embedded store, a PostgreSQL session lock on PostgreSQL. After a kill -9 a new
+processor waits for the orphan to go.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "processor.lock"
 
 
-class ProcessorLock:
+class FileLock:
     """Exclusive right to write the derived state of one data directory."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -63,9 +64,9 @@ def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     logging.basicConfig(level=config.log_level.upper(), format="processor: %(levelname)s %(message)s")
-    with Engine.open(config) as engine:
+    with Engine.open(config, "persona processor") as engine:
         processor = engine.processor
-        lock = ProcessorLock(config.data_dir)
+        lock = engine.processor_lock()
         while not lock.acquire(timeout=1.0):
             if stop.is_set() or os.getppid() != parent_pid:
                 return

@@ -1,34 +1,27 @@
 """SQLite done right: one writer thread per file with group commit, readers on their own connections.
 
-Every write goes through `SQLiteWriter.submit(fn)`: the writer thread runs queued
-functions back to back inside one `BEGIN IMMEDIATE` transaction (each in its own
-savepoint, so one failing function does not undo the others), commits once, and only
-then resolves their futures. A resolved future therefore means "on disk": with
-`synchronous=FULL` the commit has been fsynced, which is what lets the ingest API
-acknowledge an event only when it survives kill -9 or power loss.
+Writes go through the group-commit writer (`storage/writer.py`) in `BEGIN IMMEDIATE`
+transactions; with `synchronous=FULL` a resolved write is fsynced. Readers use one
+connection per thread and never wait for the writer (WAL).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from persona.errors import StoreError
+from persona.storage.sql import Migration, Row, WriteFn
+from persona.storage.writer import GroupWriter
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-WriteFn = Callable[[sqlite3.Connection], Any]
-
-_STOP = object()
 
 
 def connect(path: Path | str, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
@@ -48,13 +41,6 @@ def connect(path: Path | str, *, synchronous: str = "FULL", readonly: bool = Fal
     return conn
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    statements: Sequence[str]
-
-
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
     """Apply the migrations not yet recorded in `schema_migrations`, one transaction each."""
     conn.execute(
@@ -68,7 +54,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[i
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in m.statements:
+            for stmt in m.for_dialect("sqlite"):
                 conn.execute(stmt)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (m.version, m.name, time.time()))
             conn.execute("COMMIT")
@@ -78,93 +64,6 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[i
         log.info("applied migration %s %s", m.version, m.name)
         applied.append(m.version)
     return applied
-
-
-class SQLiteWriter:
-    """The only connection that writes to one database file; work arrives through a queue."""
-
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL", max_group: int = 256) -> None:
-        self.path = Path(path)
-        self.conn = connect(self.path, synchronous=synchronous)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._max_group = max_group
-        self._thread = threading.Thread(target=self._run, name=f"sqlite-writer:{self.path.name}", daemon=True)
-        self._closed = False
-        self.commits = 0
-        self._thread.start()
-
-    def submit(self, fn: WriteFn) -> Future[Any]:
-        """Queue `fn(conn)`; the future resolves with its result after the commit."""
-        fut: Future[Any] = Future()
-        if self._closed:
-            fut.set_exception(StoreError("the store is closed"))
-            return fut
-        self._queue.put((fn, fut))
-        return fut
-
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Submit and wait: the synchronous form for CLI commands and the processor."""
-        return self.submit(fn).result()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join()
-        self.conn.close()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            group = [item]
-            stop = False
-            while len(group) < self._max_group:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                group.append(nxt)
-            self._commit_group(group)
-            if stop:
-                return
-
-    def _commit_group(self, group: list[tuple[WriteFn, Future[Any]]]) -> None:
-        conn = self.conn
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, _ in group:
-                conn.execute("SAVEPOINT work")
-                try:
-                    result = fn(conn)
-                except BaseException as exc:  # isolate one caller's failure from the rest of the group
-                    conn.execute("ROLLBACK TO work")
-                    conn.execute("RELEASE work")
-                    outcomes.append((False, exc))
-                else:
-                    conn.execute("RELEASE work")
-                    outcomes.append((True, result))
-            conn.execute("COMMIT")
-            self.commits += 1
-        except sqlite3.Error as exc:
-            log.exception("commit failed on %s", self.path)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            err = StoreError(f"write to {self.path.name} failed: {exc}")
-            for _, fut in group:
-                fut.set_exception(err)
-            return
-        for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
 
 
 class ReaderPool:
@@ -194,25 +93,40 @@ class ReaderPool:
         self._local = threading.local()
 
 
-class Database:
+class SQLiteDatabase:
     """One SQLite file: its migrations applied, its single writer, its readers."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path | str, migrations: Sequence[Migration], *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         setup = connect(self.path)
         try:
-            migrate(setup, migrations)
+            self.applied = migrate(setup, migrations)  # versions applied by this open
         finally:
             setup.close()
-        self.writer = SQLiteWriter(self.path, synchronous=synchronous)
+        self.writer = GroupWriter(self.path.name, lambda: connect(self.path, synchronous=synchronous),
+                                  begin="BEGIN IMMEDIATE")
         self.readers = ReaderPool(self.path)
 
     def read(self) -> sqlite3.Connection:
         return self.readers.get()
 
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self.readers.get().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return self.readers.get().execute(sql, params).fetchone()
+
+    def submit(self, fn: WriteFn) -> Future[Any]:
+        return self.writer.submit(fn)
+
+    def write(self, fn: Callable[[Any], T]) -> T:
         return self.writer.run(fn)
+
+    def ping(self) -> None:
+        self.readers.get().execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         self.writer.close()

@@ -1,15 +1,17 @@
-"""The event log on SQLite (WAL): one writer thread with group commit, readers per thread.
+"""The event log in SQL, on SQLite (WAL) or PostgreSQL: group-commit writer, concurrent readers.
 
-`seq` is an AUTOINCREMENT rowid, so positions are strictly increasing in commit order and
-never reused after a deletion. Duplicates are dropped by the unique index on
-(source_id, message_id), which makes deduplication permanent for as long as the event is
-kept (well past the 7 days Segment promises).
+`seq` only grows and is never reused after a deletion: an AUTOINCREMENT rowid on SQLite,
+an identity column on PostgreSQL. Positions must also become visible in order, or a
+reader that has seen seq 101 would skip a 100 committed a moment later. SQLite has one
+writer, so they do; on PostgreSQL several API nodes append at once, so an append takes a
+transaction-level advisory lock before it draws its positions and holds it to the commit.
+Duplicates are dropped by the unique index on (source_id, message_id), which makes
+deduplication permanent for as long as the event is kept (well past Segment's 7 days).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,7 +21,7 @@ import msgspec
 
 from persona.log.events import Event
 from persona.log.store import AppendResult, QuarantinedMessage, Rejected
-from persona.storage.sqlite import Database, Migration
+from persona.storage.sql import Connection, Database, Migration, chunks, marks
 
 MIGRATIONS = [
     Migration(1, "event log", [
@@ -46,12 +48,36 @@ MIGRATIONS = [
             message BLOB NOT NULL
         )""",
         "CREATE INDEX quarantine_source ON quarantine (source_id, id)",
+    ], postgres=[
+        """CREATE TABLE events (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            source_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            name TEXT,
+            user_id TEXT,
+            anonymous_id TEXT,
+            timestamp BIGINT NOT NULL,
+            received_at BIGINT NOT NULL,
+            body BYTEA NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX events_message ON events (source_id, message_id)",
+        "CREATE INDEX events_timestamp ON events (timestamp, seq)",
+        """CREATE TABLE quarantine (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            source_id TEXT NOT NULL,
+            received_at BIGINT NOT NULL,
+            field TEXT,
+            reason TEXT NOT NULL,
+            message BYTEA NOT NULL
+        )""",
+        "CREATE INDEX quarantine_source ON quarantine (source_id, id)",
     ]),
 ]
 
 _INSERT = (
-    "INSERT OR IGNORE INTO events (source_id, message_id, type, name, user_id, anonymous_id,"
-    " timestamp, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (source_id, message_id, type, name, user_id, anonymous_id,"
+    " timestamp, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _QUARANTINE = "INSERT INTO quarantine (source_id, received_at, field, reason, message) VALUES (?, ?, ?, ?, ?)"
 _COLUMNS = "seq, source_id, message_id, type, name, user_id, anonymous_id, timestamp, received_at, body"
@@ -66,13 +92,23 @@ def _row_to_event(row: tuple[Any, ...], decode: Callable[[bytes], dict[str, Any]
                  seq=seq)
 
 
-class SQLiteEventLog:
-    """Lives in the source-of-truth database file (`log.db`), beside sources and keys."""
+# Positions already handed out: SQLite keeps the AUTOINCREMENT high-water mark even when the
+# newest events are deleted; on PostgreSQL the identity sequence never goes back either, but
+# it counts positions drawn by rejected duplicates, so the newest stored event is used.
+_LAST_SEQ = {
+    "sqlite": "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+    "postgres": "SELECT max(seq) FROM events",
+}
+_APPEND_LOCK = 0x7065_7273_6F6E_6C67  # "personlg": serializes appends from several API nodes
+
+
+class SQLEventLog:
+    """Lives with what is not derived: sources, keys and the quarantine (`log.db`, or the schema)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.writer = db.writer
-        self.readers = db.readers
+        self._last_seq_sql = _LAST_SEQ[db.dialect]
+        self._lock_appends = db.dialect == "postgres"
         self._grown = threading.Condition()
         self._last_seq = self._read_last_seq()
 
@@ -85,24 +121,24 @@ class SQLiteEventLog:
             for e in events
         ]
 
-        def write(conn: sqlite3.Connection) -> AppendResult:
-            before = conn.total_changes
-            conn.executemany(_INSERT, rows)
-            accepted = conn.total_changes - before
+        def write(conn: Connection) -> AppendResult:
+            if self._lock_appends:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (_APPEND_LOCK,))
+            accepted = conn.executemany(_INSERT, rows).rowcount if rows else 0
             if bad:
                 conn.executemany(_QUARANTINE, bad)
-            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            return AppendResult(accepted, len(rows) - accepted, last[0] if last else 0)
+            last = conn.execute(self._last_seq_sql).fetchone()
+            return AppendResult(accepted, len(rows) - accepted, (last[0] if last else None) or 0)
 
         return write
 
     def append(self, events: Sequence[Event], rejected: Sequence[Rejected] = ()) -> AppendResult:
-        result = self.writer.run(self._append_fn(events, rejected))
+        result = self.db.write(self._append_fn(events, rejected))
         self._notify(result.last_seq)
         return result
 
     async def append_async(self, events: Sequence[Event], rejected: Sequence[Rejected] = ()) -> AppendResult:
-        result = await asyncio.wrap_future(self.writer.submit(self._append_fn(events, rejected)))
+        result = await asyncio.wrap_future(self.db.submit(self._append_fn(events, rejected)))
         self._notify(result.last_seq)
         return result
 
@@ -115,29 +151,24 @@ class SQLiteEventLog:
     def delete(self, seqs: Iterable[int]) -> int:
         ids = list(seqs)
 
-        def write(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
-            for chunk in _chunks(ids, 500):
-                conn.execute(f"DELETE FROM events WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
-            return conn.total_changes - before
+        def write(conn: Connection) -> int:
+            return sum(conn.execute(f"DELETE FROM events WHERE seq IN ({marks(len(chunk))})", chunk).rowcount
+                       for chunk in chunks(ids))
 
-        return self.writer.run(write)
+        return self.db.write(write)
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, after_seq: int, limit: int, decode: Callable[[bytes], dict[str, Any]] | None = None
              ) -> list[Event]:
-        rows = self.readers.get().execute(
-            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
-        ).fetchall()
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
         return [_row_to_event(r, decode or _decode) for r in rows]
 
     def read_range(self, start_us: int, end_us: int, batch: int = 10_000) -> Iterator[Event]:
-        conn = self.readers.get()
         cursor = (start_us, -1)
         while True:
-            rows = conn.execute(
+            rows = self.db.query(
                 f"SELECT {_COLUMNS} FROM events WHERE (timestamp, seq) > (?, ?) AND timestamp < ?"
-                " ORDER BY timestamp, seq LIMIT ?", (*cursor, end_us, batch)).fetchall()
+                " ORDER BY timestamp, seq LIMIT ?", (*cursor, end_us, batch))
             if not rows:
                 return
             for row in rows:
@@ -145,12 +176,9 @@ class SQLiteEventLog:
             cursor = (rows[-1][7], rows[-1][0])
 
     def get(self, seqs: Sequence[int]) -> list[Event]:
-        conn = self.readers.get()
         out: list[Event] = []
-        for chunk in _chunks(list(seqs), 500):
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE seq IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
+        for chunk in chunks(list(seqs)):
+            rows = self.db.query(f"SELECT {_COLUMNS} FROM events WHERE seq IN ({marks(len(chunk))})", chunk)
             out.extend(_row_to_event(r) for r in rows)
         return out
 
@@ -158,14 +186,19 @@ class SQLiteEventLog:
         return self._read_last_seq()
 
     def _read_last_seq(self) -> int:
-        row = self.readers.get().execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return row[0] if row else 0
+        row = self.db.query_one(self._last_seq_sql)
+        return (row[0] if row else None) or 0
 
     def count(self) -> int:
-        return self.readers.get().execute("SELECT count(*) FROM events").fetchone()[0]
+        return self._one("SELECT count(*) FROM events")
 
     def quarantine_count(self) -> int:
-        return self.readers.get().execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        return self._one("SELECT count(*) FROM quarantine")
+
+    def _one(self, sql: str) -> int:
+        row = self.db.query_one(sql)
+        assert row is not None
+        return int(row[0])
 
     def quarantined(self, limit: int = 100, source_id: str | None = None) -> list[QuarantinedMessage]:
         sql = "SELECT id, source_id, received_at, field, reason, message FROM quarantine"
@@ -173,7 +206,7 @@ class SQLiteEventLog:
         if source_id is not None:
             sql += " WHERE source_id = ?"
             args = (source_id,)
-        rows = self.readers.get().execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        rows = self.db.query(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], _decode_rejected(r[5])) for r in rows]
 
     def wait_for_append(self, after_seq: int, timeout: float) -> bool:
@@ -182,12 +215,11 @@ class SQLiteEventLog:
             while self._last_seq <= after_seq:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    # Another process may have appended (CLI import): look at the file.
+                    # Another process may have appended (an import, another API node): look.
                     self._last_seq = max(self._last_seq, self._read_last_seq())
                     return self._last_seq > after_seq
                 self._grown.wait(remaining)
         return True
-
 
 
 def _decode_rejected(blob: bytes) -> Any:
@@ -203,8 +235,3 @@ def _encode_any(value: Any) -> bytes:
         return _encode(value)
     except (TypeError, ValueError, OverflowError):
         return _encode(repr(value)[:32_768])
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
