@@ -45,6 +45,9 @@ SETTINGS = [
     Setting("commit_interval", 0.25,
             "Seconds between the processor's commits of profiles and checkpoint; a profile touched many "
             "times in that window is written once. Profile reads lag ingest by about this much.", float),
+    Setting("partitions", 8,
+            "Fold partitions of the processor: how many workers can share profile folding. Fixed when the "
+            "state is first built; changing it takes `persona rebuild`.", int),
     Setting("processor", "process",
             "Where `persona serve` runs the stream processor: 'process' (a child process, its own CPU core), "
             "'thread' (inside the server process) or 'off' (another process such as a second serve does it)."),
@@ -65,6 +68,7 @@ class Config:
     synchronous: str = "FULL"
     batch_size: int = 2000
     commit_interval: float = 0.25
+    partitions: int = 8
     processor: str = "process"
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
@@ -115,6 +119,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     if str(values["synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise ConfigError("synchronous must be FULL, NORMAL or EXTRA", field="synchronous")
     values["synchronous"] = str(values["synchronous"]).upper()
+    if not 1 <= values["partitions"] <= 1024:
+        raise ConfigError("partitions must be between 1 and 1024", field="partitions")
     if values["processor"] not in ("process", "thread", "off"):
         raise ConfigError("processor must be process, thread or off", field="processor")
     names = {f.name for f in fields(Config)}

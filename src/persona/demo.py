@@ -24,6 +24,7 @@ from persona.config import Config
 from persona.engine import Engine
 from persona.errors import ConfigError
 from persona.server import Server
+from persona.status import lag_of
 from persona.synth import Customer, Workload
 
 
@@ -76,13 +77,13 @@ def stream(console: Console, url: str, write_key: str, workload: Workload, serve
             response.raise_for_status()
             sent += len(batch)
             if sent % 2000 < 100:
-                lag = server.engine.log.last_seq() - server.engine.state.checkpoint("profiles")
+                lag = lag_of(server.engine)
                 rate = sent / max(time.monotonic() - started, 1e-9)
                 progress.update(task, completed=sent, info=f"{rate:,.0f}/s  processor lag {lag:,}")
         progress.update(task, completed=sent, total=sent)
         task = progress.add_task("processing", total=sent, info="")
-        while (done := server.engine.state.checkpoint("profiles")) < server.engine.log.last_seq():
-            progress.update(task, completed=done)
+        while lag := lag_of(server.engine):
+            progress.update(task, completed=max(0, sent - lag))
             time.sleep(0.1)
         progress.update(task, completed=sent)
     return sent

@@ -55,7 +55,7 @@ class Engine:
             config=config, log_db=log_db, state_db=state_db, log=event_log, keys=keys, state=state,
             ingest=IngestService(event_log, keys),
             processor=Processor(event_log, state, config.identity, batch_size=config.batch_size,
-                                commit_interval=config.commit_interval),
+                                commit_interval=config.commit_interval, partitions=config.partitions),
             profiles=ProfileReader(state, event_log, config.identity),
         )
         engine.seed_keys()

@@ -8,29 +8,50 @@ from typing import Any
 
 from persona.engine import Engine
 from persona.log.events import iso, to_micros
-from persona.profiles.processor import CHECKPOINT
+from persona.profiles.processor import IDENTITY, fold_name
 
 
 def status_of(engine: Engine) -> dict[str, Any]:
     last = engine.log.last_seq()
-    position = engine.state.checkpoint(CHECKPOINT)
-    processor = engine.processor
+    processing = processing_of(engine, last)
+    if engine.config.processor == "thread":
+        processing["stats"] = asdict(engine.processor.stats)
     return {
         "log": {"last_seq": last, "events": engine.log.count(), "quarantined": engine.log.quarantine_count()},
-        "processor": {
-            "mode": engine.config.processor,
-            "position": position,
-            "lag": max(0, last - position),
-            **_error(engine),
-            **(asdict(processor.stats) if engine.config.processor == "thread" else {}),
-        },
+        "processor": processing,
         "state": asdict(engine.state.counts()),
     }
 
 
+def processing_of(engine: Engine, last_seq: int | None = None) -> dict[str, Any]:
+    """Where each stage stands, read from the store: right whichever processes run them."""
+    last = engine.log.last_seq() if last_seq is None else last_seq
+    checkpoints = engine.state.checkpoints()
+    position = checkpoints.get(IDENTITY, 0)
+    partitions = []
+    for p in range(engine.state.partitions(engine.config.partitions)):
+        folded = checkpoints.get(fold_name(p), 0)
+        partitions.append({"partition": p, "position": folded, "pending": engine.state.pending(p, folded)})
+    pending = sum(p["pending"] for p in partitions)
+    return {
+        "mode": engine.config.processor,
+        "position": position,
+        "lag": max(0, last - position) + pending,
+        "identity_lag": max(0, last - position),
+        **_error(engine),
+        "partitions": partitions,
+    }
+
+
+def lag_of(engine: Engine) -> int:
+    """Events not yet resolved plus resolved events not yet folded into profiles."""
+    return int(processing_of(engine)["lag"])
+
+
 def _error(engine: Engine) -> dict[str, Any]:
-    """The processor's last failure, wherever it runs (it records it in the state store)."""
-    recorded = engine.state.last_error(CHECKPOINT)
-    if recorded is None:
+    """The newest failure of any processor or worker (each records its own in the state store)."""
+    errors = engine.state.errors()
+    if not errors:
         return {"error": None}
-    return {"error": recorded[0], "error_at": iso(to_micros(datetime.fromtimestamp(recorded[1], UTC)))}
+    name, (error, at) = max(errors.items(), key=lambda item: item[1][1])
+    return {"error": error, "error_at": iso(to_micros(datetime.fromtimestamp(at, UTC))), "error_in": name}

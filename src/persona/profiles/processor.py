@@ -1,15 +1,29 @@
-"""The stream processor: consumes the log in order and keeps profiles current.
+"""The stream processor: consumes the log in order and keeps profiles current, in two stages.
 
-Each batch is read after the checkpoint, resolved and folded into profiles in memory, and
-committed together with the new checkpoint in one transaction, so a restart resumes
-exactly where the last commit stopped and no event is ever applied twice.
+1. **Identity** (one at a time, in log order): resolves each event's identifiers to a
+   profile, creating and merging identity records, and assigns the event to that profile
+   id. Identity rules with limits depend on order, so this stage is never split.
+2. **Fold** (split into partitions by profile id): folds each assigned event into the
+   fragment of the profile it was assigned to, and writes its timeline entry.
+
+What an event does to a profile is commutative (latest-version traits, sums, unions), so a
+profile read as its fragments combined is the same whatever order the partitions ran in:
+several workers end in exactly the state one process replaying the log produces.
+
+Each stage accumulates changes for `commit_interval` seconds and commits them with its
+checkpoint in one transaction, compare-and-set (see `profiles/store.py`), so a crash loses
+only uncommitted work, redone from the checkpoint, and a stage that lost its lease to
+another worker cannot commit. A stage caches what it wrote (the identity graph, fragments);
+that is valid only while it is the stage's one writer, and is dropped after any failure.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,13 +33,23 @@ from persona.errors import StoreError
 from persona.identity.graph import BatchGraph, GraphCache
 from persona.identity.rules import IdentityRules
 from persona.log.store import EventLog
-from persona.profiles.profile import apply_event
+from persona.profiles.profile import Profile, apply_event
 from persona.profiles.store import StateChanges, StateStore
 from persona.profiles.view import body_decoder
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "profiles"
+IDENTITY = "identity"
+PROCESSOR = "processor"  # the name errors of a single-process processor are recorded under
+
+
+def fold_name(partition: int) -> str:
+    return f"fold:{partition}"
+
+
+def partition_of(profile_id: str, partitions: int) -> int:
+    """The fold partition that owns a profile id: stable across processes and versions."""
+    return zlib.crc32(profile_id.encode()) % partitions
 
 
 @dataclass
@@ -37,82 +61,74 @@ class ProcessorStats:
     last_batch_ms: float = 0.0
 
 
-class Processor:
-    def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, *, batch_size: int = 2000,
-                 commit_interval: float = 0.25, max_uncommitted: int = 50_000) -> None:
-        self.log = log_
+class Stage:
+    """Batches of work committed with a checkpoint: the part both stages share."""
+
+    name: str
+
+    def __init__(self, state: StateStore, *, batch_size: int, commit_interval: float,
+                 max_uncommitted: int = 50_000) -> None:
         self.state = state
-        self.rules = rules
         self.batch_size = batch_size
         self.commit_interval = commit_interval
         self.max_uncommitted = max_uncommitted
+        self.stats = ProcessorStats()
         self._open = StateChanges()
         self._open_events = 0
+        self._open_through = 0
         self._opened_at = time.monotonic()
-        self.stats = ProcessorStats()
-        self.position = state.checkpoint(CHECKPOINT)  # committed
-        self._read_position = self.position           # read and resolved, maybe still committing
         self._pending: tuple[Future[None], int] | None = None
-        self.cache = GraphCache()
-        self._decode = body_decoder(rules)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock: ProcessorLock | None = None
-        self.error: Exception | None = None
+        self.position = state.checkpoint(self.name)  # committed
+        self._read_position = self.position          # read and applied, maybe still committing
 
     def process_batch(self) -> int:
-        """Resolve and apply the next batch of events in memory.
-
-        Changes accumulate until `commit_interval` has passed (or `max_uncommitted` events),
-        then go to the state writer with the checkpoint in one transaction, in the
-        background while the next batches are resolved. A profile touched many times in
-        that window is written once. Returns the number of events read (0: caught up).
-        """
+        """Read and apply the next batch in memory; commit when the interval is up. 0: caught up."""
         started = time.perf_counter()
-        events = self.log.read(self._read_position, self.batch_size, self._decode)
-        if not events:
-            self.flush()
-            return 0
         try:
-            changes = self._open
-            graph = BatchGraph(self.rules, self.state, events, self.cache, changes)
-            for event in events:
-                profile = graph.resolve(event)
-                if profile is not None:
-                    apply_event(profile, event)
-                    changes.timeline.append((profile.id, event.timestamp, event.seq))
-            changes.checkpoint = events[-1].seq
-            self._open_events += len(events)
+            applied, last = self._apply_next(self._open)
+            if not applied:
+                self.flush()
+                return 0
+            self._open_through = last
+            self._open_events += applied
             if (self._open_events >= self.max_uncommitted
                     or time.monotonic() - self._opened_at >= self.commit_interval):
                 self._commit_open()
         except BaseException:
-            self._abandon()
+            self.abandon()
             raise
-        self._read_position = events[-1].seq
+        self._read_position = last
         self.stats.batches += 1
-        self.stats.events += len(events)
-        self.stats.unattributed += graph.unattributed
-        self.stats.merges += len(graph.merges)
+        self.stats.events += applied
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
-        return len(events)
+        return applied
+
+    def _apply_next(self, changes: StateChanges) -> tuple[int, int]:
+        """Apply the next batch after `_read_position` into `changes`: (items applied, last seq)."""
+        raise NotImplementedError
+
+    def _before_commit(self, changes: StateChanges, committed: int, through: int) -> None:
+        """Anything else the commit of (committed, through] must write."""
 
     def _commit_open(self) -> None:
         """Hand the open changes to the writer (after the previous commit has landed)."""
         self._wait_pending()
         if self._open_events:
-            self._pending = (self.state.commit_async(CHECKPOINT, self._open), self._open.checkpoint)
+            # Compare-and-set against what the last commit left.
+            self._open.checkpoints[self.name] = (self.position, self._open_through)
+            self._before_commit(self._open, self.position, self._open_through)
+            self._pending = (self.state.commit_async(self._open), self._open_through)
         self._open = StateChanges()
         self._open_events = 0
         self._opened_at = time.monotonic()
 
     def flush(self) -> None:
-        """Commit everything resolved so far and wait until it is on disk."""
+        """Commit everything applied so far and wait until it is on disk."""
         try:
             self._commit_open()
             self._wait_pending()
         except BaseException:
-            self._abandon()
+            self.abandon()
             raise
 
     def _wait_pending(self) -> None:
@@ -122,34 +138,181 @@ class Processor:
         self._pending = None
         future.result()
         self.position = checkpoint
-        self.cache.trim()  # only with nothing in flight: every key being written is cached
+        self._trim()  # only with nothing in flight: every key being written is cached
 
-    def _abandon(self) -> None:
+    def _trim(self) -> None: ...
+
+    def abandon(self) -> None:
         """After a failure: forget everything not committed and resume from the checkpoint."""
         self._pending = None
         self._open = StateChanges()
         self._open_events = 0
-        self.cache.clear()  # cached profiles may hold uncommitted changes
-        self.position = self._read_position = self.state.checkpoint(CHECKPOINT)
+        self._forget()
+        self.position = self._read_position = self.state.checkpoint(self.name)
 
-    def run_until_caught_up(self, progress: Callable[[int], object] | None = None) -> int:
-        """Apply everything in the log now; `progress` gets the events applied so far."""
-        total = 0
-        while n := self.process_batch():
-            total += n
-            if progress is not None:
-                progress(total)
-        self.flush()
-        return total
+    def _forget(self) -> None:
+        """Drop caches: they may hold uncommitted changes, or another worker's are newer."""
 
-    def reset(self) -> None:
-        """Forget position and cache: the state store has been emptied for a replay."""
-        self.flush()
+    def lag(self) -> int:
+        raise NotImplementedError
+
+
+class IdentityStage(Stage):
+    """Resolves events to profiles in log order and assigns each to its profile's partition."""
+
+    name = IDENTITY
+
+    def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, partitions: int, *,
+                 batch_size: int, commit_interval: float) -> None:
+        super().__init__(state, batch_size=batch_size, commit_interval=commit_interval)
+        self.log = log_
+        self.rules = rules
+        self.partitions = partitions
+        self.cache = GraphCache()
+        self._decode = body_decoder(rules)
+
+    def _apply_next(self, changes: StateChanges) -> tuple[int, int]:
+        events = self.log.read(self._read_position, self.batch_size, self._decode)
+        if not events:
+            return 0, self._read_position
+        graph = BatchGraph(self.rules, self.state, events, self.cache, changes)
+        for event in events:
+            profile = graph.resolve(event)
+            if profile is not None:
+                changes.assignments.append((event.seq, partition_of(profile.id, self.partitions), profile.id))
+        self.stats.unattributed += graph.unattributed
+        self.stats.merges += len(graph.merges)
+        return len(events), events[-1].seq
+
+    def _trim(self) -> None:
+        self.cache.trim()
+
+    def _forget(self) -> None:
         self.cache.clear()
-        self.position = self._read_position = self.state.checkpoint(CHECKPOINT)
 
     def lag(self) -> int:
         return max(0, self.log.last_seq() - self.position)
+
+
+class FoldStage(Stage):
+    """Folds the events assigned to one partition into their profiles' fragments."""
+
+    def __init__(self, log_: EventLog, state: StateStore, partition: int, *, batch_size: int,
+                 commit_interval: float, max_cached: int = 100_000) -> None:
+        self.name = fold_name(partition)
+        self.partition = partition
+        super().__init__(state, batch_size=batch_size, commit_interval=commit_interval)
+        self.log = log_
+        self.max_cached = max_cached
+        self.fragments: dict[str, Profile] = {}
+
+    def _apply_next(self, changes: StateChanges) -> tuple[int, int]:
+        assigned = self.state.assignments(self.partition, self._read_position, self.batch_size)
+        if not assigned:
+            return 0, self._read_position
+        events = {e.seq: e for e in self.log.get([seq for seq, _ in assigned])}  # erased ones are missing
+        missing = {pid for _, pid in assigned} - self.fragments.keys()
+        if missing:
+            self.fragments.update(self.state.fragments(missing))
+        for seq, pid in assigned:
+            event = events.get(seq)
+            if event is None:
+                continue
+            fragment = self.fragments.get(pid)
+            if fragment is None:
+                fragment = self.fragments[pid] = Profile.new(pid, event)
+            apply_event(fragment, event)
+            changes.fragments[pid] = fragment
+            changes.timeline.append((pid, event.timestamp, seq))
+        return len(assigned), assigned[-1][0]
+
+    def _before_commit(self, changes: StateChanges, committed: int, through: int) -> None:
+        changes.folded.append((self.partition, committed, through))  # the queue entries now done
+
+    def _trim(self) -> None:
+        excess = len(self.fragments) - self.max_cached
+        if excess > 0:
+            for key in list(itertools.islice(self.fragments, excess + self.max_cached // 4)):
+                del self.fragments[key]
+
+    def _forget(self) -> None:
+        self.fragments.clear()
+
+    def lag(self) -> int:
+        return self.state.pending(self.partition, self.position)
+
+
+class Processor:
+    """Both stages, every partition, in one loop: `persona serve`'s processor and `persona rebuild`."""
+
+    def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, *, batch_size: int = 2000,
+                 commit_interval: float = 0.25, partitions: int = 8) -> None:
+        self.log = log_
+        self.state = state
+        self.rules = rules
+        self.batch_size = batch_size
+        self.commit_interval = commit_interval
+        self.default_partitions = partitions
+        self._build_stages()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock: ProcessorLock | None = None
+        self.error: Exception | None = None
+
+    def _build_stages(self) -> None:
+        self.partitions = self.state.partitions(self.default_partitions)
+        options = {"batch_size": self.batch_size, "commit_interval": self.commit_interval}
+        self.identity = IdentityStage(self.log, self.state, self.rules, self.partitions, **options)
+        self.folds = [FoldStage(self.log, self.state, p, **options) for p in range(self.partitions)]
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [self.identity, *self.folds]
+
+    @property
+    def stats(self) -> ProcessorStats:
+        return self.identity.stats  # events resolved, merges: what progress is measured in
+
+    @property
+    def position(self) -> int:
+        return self.identity.position
+
+    def process_batch(self) -> int:
+        """One batch of each stage; the number of items they applied (0: all caught up)."""
+        done = self.identity.process_batch()
+        for fold in self.folds:
+            done += fold.process_batch()
+        return done
+
+    def flush(self) -> None:
+        for stage in self.stages:
+            stage.flush()
+
+    def run_until_caught_up(self, progress: Callable[[int], object] | None = None) -> int:
+        """Apply everything in the log now; `progress` gets the events resolved so far. Returns that count."""
+        total = 0
+        while n := self.identity.process_batch():
+            total += n
+            for fold in self.folds:  # keep the assignments queue short while replaying
+                fold.process_batch()
+            if progress is not None:
+                progress(total)
+        self.identity.flush()
+        for fold in self.folds:
+            while fold.process_batch():
+                pass
+            fold.flush()
+        return total
+
+    def reset(self) -> None:
+        """Forget positions and caches: after the state was emptied for a replay, or a restart."""
+        for stage in self.stages:
+            stage.flush()
+        self._build_stages()
+
+    def lag(self) -> int:
+        """Events not yet resolved plus assigned events not yet folded."""
+        return self.identity.lag() + sum(fold.lag() for fold in self.folds)
 
     # -- background thread ---------------------------------------------------------------------
     def start(self, lock: ProcessorLock) -> None:
@@ -177,11 +340,11 @@ class Processor:
     def run(self, stop: StopSignal, idle: Callable[[], object]) -> None:
         """Process until `stop` is set, calling `idle` whenever caught up; then commit.
 
-        A failed batch is retried every second from the checkpoint; the error is recorded in
+        A failed batch is retried every second from the checkpoints; the error is recorded in
         the state store, where `persona status` shows it whichever process runs this loop,
         and cleared once a batch goes through again. Progress is logged every
         `PROGRESS_EVERY` seconds in which events were applied."""
-        progress = _Progress(self.stats)
+        progress = _Progress(self.identity.stats)
         while not stop.is_set():
             try:
                 if self.process_batch() == 0:
@@ -200,10 +363,15 @@ class Processor:
 
     def _report(self, error: Exception | None) -> None:
         self.error = error
-        try:
-            self.state.record_error(CHECKPOINT, None if error is None else f"{type(error).__name__}: {error}")
-        except Exception:  # the store may be what failed; the log has the error either way
-            log.warning("could not record the processor's state in the store", exc_info=True)
+        record_error(self.state, PROCESSOR, error)
+
+
+def record_error(state: StateStore, name: str, error: Exception | None) -> None:
+    """Keep a processor's or worker's last failure in the store, for status; None clears it."""
+    try:
+        state.record_error(name, None if error is None else f"{type(error).__name__}: {error}")
+    except Exception:  # the store may be what failed; the log has the error either way
+        log.warning("could not record the processor's state in the store", exc_info=True)
 
 
 PROGRESS_EVERY = 30.0

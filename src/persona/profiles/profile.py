@@ -1,5 +1,9 @@
 """The unified profile and the two things that change it: an event, and a merge.
 
+A profile is stored in parts: an identity record (id, identifiers, merges) kept by the
+identity stage, and fragments, one per profile id, holding what the events assigned to
+that id did; `combine` puts them together for reading.
+
 Traits keep the value of the event with the latest (timestamp, seq), so a late old event
 never overwrites a newer value and ties break the same way on every replay. Merging keeps
 every trait's latest version, sums counters and unions sets, so it is commutative and
@@ -143,27 +147,47 @@ def _apply_order(orders: Orders, event: Event) -> None:
 def merge_profiles(a: Profile, b: Profile) -> tuple[Profile, Profile]:
     """Fold the younger profile into the older one; returns (survivor, merged_away)."""
     survivor, other = (a, b) if (a.created_seq, a.id) <= (b.created_seq, b.id) else (b, a)
-    survivor.first_seen = min(survivor.first_seen, other.first_seen)
-    survivor.last_seen = max(survivor.last_seen, other.last_seen)
-    survivor.event_count += other.event_count
-    for name, n in other.event_counts.items():
-        survivor.event_counts[name] = survivor.event_counts.get(name, 0) + n
-    _merge_versioned(survivor.traits, survivor.trait_versions, other.traits, other.trait_versions)
-    _merge_versioned(survivor.groups, survivor.group_versions, other.groups, other.group_versions)
+    absorb(survivor, other)
     for kind, values in other.identifiers.items():
         for value in values:
             survivor.add_identifier(kind, value)
-    survivor.sources = sorted(set(survivor.sources) | set(other.sources))
-    mine, theirs = survivor.orders, other.orders
+    survivor.merged_from = sorted({*survivor.merged_from, *other.merged_from, other.id})
+    other.merged_into = survivor.id
+    return survivor, other
+
+
+def absorb(into: Profile, other: Profile) -> None:
+    """Add what `other`'s events did to `into`: commutative and associative, like the events themselves."""
+    into.first_seen = min(into.first_seen, other.first_seen)
+    into.last_seen = max(into.last_seen, other.last_seen)
+    into.event_count += other.event_count
+    for name, n in other.event_counts.items():
+        into.event_counts[name] = into.event_counts.get(name, 0) + n
+    _merge_versioned(into.traits, into.trait_versions, other.traits, other.trait_versions)
+    _merge_versioned(into.groups, into.group_versions, other.groups, other.group_versions)
+    into.sources = sorted(set(into.sources) | set(other.sources))
+    mine, theirs = into.orders, other.orders
     mine.count += theirs.count
     mine.revenue = round(mine.revenue + theirs.revenue, 6)
     mine.refunds += theirs.refunds
     mine.refunded = round(mine.refunded + theirs.refunded, 6)
     mine.first_at = _min_opt(mine.first_at, theirs.first_at)
     mine.last_at = _max_opt(mine.last_at, theirs.last_at)
-    survivor.merged_from = sorted({*survivor.merged_from, *other.merged_from, other.id})
-    other.merged_into = survivor.id
-    return survivor, other
+
+
+def combine(identity: Profile, fragments: list[Profile]) -> Profile:
+    """The profile as read: its identity record with the fragments of every profile merged into it.
+
+    Fragments are added in id order, so the (rounded) sums come out the same on every read."""
+    profile = Profile(id=identity.id, created_seq=identity.created_seq, first_seen=identity.first_seen,
+                      last_seen=identity.last_seen, identifiers=identity.identifiers,
+                      merged_from=identity.merged_from, merged_into=identity.merged_into)
+    ordered = sorted(fragments, key=lambda f: f.id)
+    if ordered:
+        profile.first_seen, profile.last_seen = ordered[0].first_seen, ordered[0].last_seen
+    for fragment in ordered:
+        absorb(profile, fragment)
+    return profile
 
 
 def _merge_versioned(values: dict[str, Any], versions: dict[str, tuple[int, int]],

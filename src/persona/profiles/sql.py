@@ -8,8 +8,8 @@ from concurrent.futures import Future
 
 import msgspec
 
-from persona.profiles.profile import Profile
-from persona.profiles.store import MergeRecord, StateChanges, StateCounts
+from persona.profiles.profile import Profile, combine
+from persona.profiles.store import CheckpointMoved, MergeRecord, StateChanges, StateCounts
 from persona.storage.sql import Connection, Database, Migration, chunks, marks
 
 MIGRATIONS = [
@@ -63,20 +63,60 @@ MIGRATIONS = [
     ], postgres=[
         "CREATE TABLE processor_errors (name TEXT PRIMARY KEY, error TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
     ]),
+    # Identity records and fragments replace whole profiles (see profiles/store.py). The state is
+    # derived, so it is emptied here and rebuilt from the log by the next processor to start.
+    Migration(3, "two-stage processing: identity records, fragments, assignments", [
+        "DROP TABLE profiles",
+        "CREATE TABLE profiles (id TEXT PRIMARY KEY, root TEXT NOT NULL, created_seq INTEGER NOT NULL,"
+        " data BLOB NOT NULL)",
+        "CREATE INDEX profiles_root ON profiles (root)",
+        "CREATE TABLE fragments (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE assignments (seq INTEGER PRIMARY KEY, partition INTEGER NOT NULL, profile_id TEXT NOT NULL)",
+        "CREATE INDEX assignments_partition ON assignments (partition, seq)",
+        "CREATE TABLE processing_settings (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links", "checkpoints")),
+    ], postgres=[
+        "DROP TABLE profiles",
+        "CREATE TABLE profiles (id TEXT PRIMARY KEY, root TEXT NOT NULL, created_seq BIGINT NOT NULL,"
+        " data BYTEA NOT NULL)",
+        "CREATE INDEX profiles_root ON profiles (root)",
+        "CREATE TABLE fragments (id TEXT PRIMARY KEY, data BYTEA NOT NULL)",
+        "CREATE TABLE assignments (seq BIGINT PRIMARY KEY, partition INTEGER NOT NULL, profile_id TEXT NOT NULL)",
+        "CREATE INDEX assignments_partition ON assignments (partition, seq)",
+        "CREATE TABLE processing_settings (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links", "checkpoints")),
+    ]),
 ]
 
 _encode = msgspec.json.Encoder().encode
 _decode_profile = msgspec.json.Decoder(Profile).decode
-_TABLES = ("profiles", "identities", "timeline", "merges", "dropped_links", "checkpoints", "processor_errors")
+_TABLES = ("profiles", "fragments", "assignments", "identities", "timeline", "merges", "dropped_links",
+           "checkpoints", "processor_errors", "processing_settings")
+# Every member of a profile (itself and the ids merged into it) with its fragment, if it has one yet.
+_MEMBERS = ("SELECT p.root, p.id, p.data, f.data FROM profiles p LEFT JOIN fragments f ON f.id = p.id"
+            " WHERE p.root IN ({})")
 
 
 class SQLStateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    # -- what the stages read ------------------------------------------------------------------
     def checkpoint(self, name: str) -> int:
         row = self.db.query_one("SELECT seq FROM checkpoints WHERE name = ?", (name,))
         return row[0] if row else 0
+
+    def checkpoints(self) -> dict[str, int]:
+        return dict(self.db.query("SELECT name, seq FROM checkpoints"))
+
+    def partitions(self, default: int) -> int:
+        """The number of fold partitions, fixed when the state is first built (it decides who owns what)."""
+        row = self.db.query_one("SELECT value FROM processing_settings WHERE name = 'partitions'")
+        if row is not None:
+            return int(row[0])
+        self.db.write(lambda c: c.execute(
+            "INSERT INTO processing_settings VALUES ('partitions', ?) ON CONFLICT DO NOTHING", (default,)))
+        return self.partitions(default)
 
     def identities(self, keys: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -86,41 +126,60 @@ class SQLStateStore:
         return found
 
     def profiles(self, ids: set[str]) -> dict[str, Profile]:
+        return self._by_id("profiles", ids)
+
+    def fragments(self, ids: set[str]) -> dict[str, Profile]:
+        return self._by_id("fragments", ids)
+
+    def _by_id(self, table: str, ids: set[str]) -> dict[str, Profile]:
         found: dict[str, Profile] = {}
         for chunk in chunks(list(ids)):
-            for pid, data in self.db.query(f"SELECT id, data FROM profiles WHERE id IN ({marks(len(chunk))})", chunk):
+            for pid, data in self.db.query(f"SELECT id, data FROM {table} WHERE id IN ({marks(len(chunk))})", chunk):
                 found[pid] = _decode_profile(data)
         return found
 
-    def commit(self, name: str, changes: StateChanges) -> None:
-        self.commit_async(name, changes).result()
+    def assignments(self, partition: int, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.db.query(
+            "SELECT seq, profile_id FROM assignments WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (partition, after_seq, limit))]
 
-    def commit_async(self, name: str, changes: StateChanges) -> Future[None]:
+    def pending(self, partition: int, after_seq: int) -> int:
+        row = self.db.query_one("SELECT count(*) FROM assignments WHERE partition = ? AND seq > ?",
+                                (partition, after_seq))
+        return int(row[0]) if row else 0
+
+    # -- committing ----------------------------------------------------------------------------
+    def commit(self, changes: StateChanges) -> None:
+        self.commit_async(changes).result()
+
+    def commit_async(self, changes: StateChanges) -> Future[None]:
         """Encode now (a snapshot of the profiles), write on the writer thread."""
-        profile_rows = [(p.id, p.merged_into, p.created_seq, p.last_seen, _encode(p))
-                        for p in changes.profiles.values()]
+        profile_rows = [(p.id, p.merged_into or p.id, p.created_seq, _encode(p)) for p in changes.profiles.values()]
+        fragment_rows = [(f.id, _encode(f)) for f in changes.fragments.values()]
+        checkpoints = dict(changes.checkpoints)
 
         def write(conn: Connection) -> None:
-            # Idempotent: a commit retried after a lost connection may already have landed.
-            done = conn.execute("SELECT seq FROM checkpoints WHERE name = ?", (name,)).fetchone()
-            if done is not None and changes.checkpoint and done[0] >= changes.checkpoint:
-                return
+            if not _move_checkpoints(conn, checkpoints):
+                return  # a retry of a commit that landed
             conn.executemany(
-                "INSERT INTO profiles VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " merged_into = excluded.merged_into, last_seen = excluded.last_seen, data = excluded.data",
-                profile_rows)
+                "INSERT INTO profiles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " root = excluded.root, data = excluded.data", profile_rows)
+            for merged, survivor in changes.repoints:
+                conn.execute("UPDATE profiles SET root = ? WHERE root = ?", (survivor, merged))
             conn.executemany(
                 "INSERT INTO identities VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
                 list(changes.identities.items()))
-            conn.executemany("INSERT INTO timeline VALUES (?, ?, ?) ON CONFLICT DO NOTHING", changes.timeline)
-            for merged, survivor in changes.repoints:
-                conn.execute("UPDATE timeline SET profile_id = ? WHERE profile_id = ?", (survivor, merged))
             conn.executemany("INSERT INTO merges (seq, at, survivor, merged, reason) VALUES (?, ?, ?, ?, ?)",
                              [(m.seq, m.at, m.survivor, m.merged, m.reason) for m in changes.merges])
             conn.executemany("INSERT INTO dropped_links VALUES (?, ?, ?, ?)",
                              [(d.seq, d.kind, d.value, d.reason) for d in changes.dropped])
-            conn.execute("INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-                         (name, changes.checkpoint))
+            conn.executemany("INSERT INTO assignments VALUES (?, ?, ?) ON CONFLICT DO NOTHING", changes.assignments)
+            conn.executemany("INSERT INTO fragments VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                             fragment_rows)
+            conn.executemany("INSERT INTO timeline VALUES (?, ?, ?) ON CONFLICT DO NOTHING", changes.timeline)
+            for partition, after, through in changes.folded:
+                conn.execute("DELETE FROM assignments WHERE partition = ? AND seq > ? AND seq <= ?",
+                             (partition, after, through))
 
         return self.db.submit(write)
 
@@ -138,28 +197,36 @@ class SQLStateStore:
         row = self.db.query_one("SELECT error, at FROM processor_errors WHERE name = ?", (name,))
         return (row[0], row[1]) if row else None
 
+    def errors(self) -> dict[str, tuple[str, float]]:
+        return {r[0]: (r[1], r[2]) for r in self.db.query("SELECT name, error, at FROM processor_errors")}
+
+    # -- reads ---------------------------------------------------------------------------------
     def profile(self, profile_id: str) -> Profile | None:
-        for _ in range(64):  # merges are repointed eagerly; a long chain would be a bug
-            row = self.db.query_one("SELECT merged_into, data FROM profiles WHERE id = ?", (profile_id,))
-            if row is None:
-                return None
-            if row[0] is None:
-                return _decode_profile(row[1])
-            profile_id = row[0]
-        return None
+        row = self.db.query_one("SELECT root FROM profiles WHERE id = ?", (profile_id,))
+        if row is None:
+            return None
+        return self._combined([row[0]]).get(row[0])
+
+    def _combined(self, roots: list[str]) -> dict[str, Profile]:
+        identity: dict[str, Profile] = {}
+        fragments: dict[str, list[Profile]] = {root: [] for root in roots}
+        for chunk in chunks(roots):
+            for root, pid, data, fragment in self.db.query(_MEMBERS.format(marks(len(chunk))), chunk):
+                if pid == root:
+                    identity[root] = _decode_profile(data)
+                if fragment is not None:
+                    fragments[root].append(_decode_profile(fragment))
+        return {root: combine(identity[root], fragments[root]) for root in roots if root in identity}
 
     def owner(self, kind: str, value: str) -> str | None:
         row = self.db.query_one("SELECT profile_id FROM identities WHERE key = ?", (f"{kind}:{value}",))
         return row[0] if row else None
 
     def timeline(self, profile_id: str, before: tuple[int, int] | None, limit: int) -> list[tuple[int, int]]:
-        if before is None:
-            rows = self.db.query("SELECT timestamp, seq FROM timeline WHERE profile_id = ?"
-                                " ORDER BY timestamp DESC, seq DESC LIMIT ?", (profile_id, limit))
-        else:
-            rows = self.db.query("SELECT timestamp, seq FROM timeline WHERE profile_id = ?"
-                                 " AND (timestamp, seq) < (?, ?) ORDER BY timestamp DESC, seq DESC LIMIT ?",
-                                 (profile_id, *before, limit))
+        sql = ("SELECT t.timestamp, t.seq FROM timeline t JOIN profiles p ON p.id = t.profile_id WHERE p.root = ?"
+               + (" AND (t.timestamp, t.seq) < (?, ?)" if before is not None else "")
+               + " ORDER BY t.timestamp DESC, t.seq DESC LIMIT ?")
+        rows = self.db.query(sql, (profile_id, *(before or ()), limit))
         return [(r[0], r[1]) for r in rows]
 
     def merges(self, profile_id: str) -> list[MergeRecord]:
@@ -168,14 +235,16 @@ class SQLStateStore:
         return [MergeRecord(*r) for r in rows]
 
     def all_profiles(self) -> list[Profile]:
-        rows = self.db.query("SELECT data FROM profiles WHERE merged_into IS NULL ORDER BY id")
-        return [_decode_profile(r[0]) for r in rows]
+        out: list[Profile] = []
+        while page := self.list_profiles(out[-1].id if out else None, 1000):
+            out.extend(page)
+        return out
 
     def list_profiles(self, after_id: str | None, limit: int) -> list[Profile]:
-        rows = self.db.query(
-            "SELECT data FROM profiles WHERE merged_into IS NULL AND id > ? ORDER BY id LIMIT ?",
-            (after_id or "", limit))
-        return [_decode_profile(r[0]) for r in rows]
+        roots = [r[0] for r in self.db.query(
+            "SELECT id FROM profiles WHERE root = id AND id > ? ORDER BY id LIMIT ?", (after_id or "", limit))]
+        combined = self._combined(roots)
+        return [combined[root] for root in roots if root in combined]
 
     def counts(self) -> StateCounts:
         def one(sql: str) -> int:
@@ -183,8 +252,8 @@ class SQLStateStore:
             return int(row[0]) if row else 0
 
         return StateCounts(
-            profiles=one("SELECT count(*) FROM profiles WHERE merged_into IS NULL"),
-            merged_profiles=one("SELECT count(*) FROM profiles WHERE merged_into IS NOT NULL"),
+            profiles=one("SELECT count(*) FROM profiles WHERE root = id"),
+            merged_profiles=one("SELECT count(*) FROM profiles WHERE root <> id"),
             identities=one("SELECT count(*) FROM identities"),
             merges=one("SELECT count(*) FROM merges"),
             dropped_links=one("SELECT count(*) FROM dropped_links"),
@@ -196,3 +265,18 @@ class SQLStateStore:
                 conn.execute(f"DELETE FROM {table}")
 
         self.db.write(write)
+
+
+def _move_checkpoints(conn: Connection, checkpoints: dict[str, tuple[int, int]]) -> bool:
+    """Compare-and-set every checkpoint; False if this very commit has landed before (a retry).
+
+    Raises CheckpointMoved when another worker has committed the stage in between."""
+    for i, (name, (read, new)) in enumerate(checkpoints.items()):
+        conn.execute("INSERT INTO checkpoints VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
+        if conn.execute("UPDATE checkpoints SET seq = ? WHERE name = ? AND seq = ?", (new, name, read)).rowcount:
+            continue
+        current = conn.execute("SELECT seq FROM checkpoints WHERE name = ?", (name,)).fetchone()[0]
+        if i == 0 and current == new and read != new:  # they all move together, or none does
+            return False
+        raise CheckpointMoved(f"checkpoint {name} is {current}, not {read}: another worker committed")
+    return True

@@ -1,8 +1,14 @@
-"""The derived-state contract: identity graph, profiles, timelines and the processor checkpoint.
+"""The derived-state contract: identity graph, profile fragments, timelines and checkpoints.
 
-Everything here can be rebuilt by replaying the log. The processor hands one `StateChanges`
-per batch to `commit`, which writes it together with the new checkpoint in one transaction:
-a crash leaves either all of a batch applied or none of it, never half.
+Everything here can be rebuilt by replaying the log. Processing has two stages (see
+`profiles/processor.py`): identity resolution, one at a time in log order, which keeps the
+identity graph and assigns each event to a profile; and folding, split into partitions by
+profile id, which folds each assigned event into that profile's *fragment*. A profile as
+read is its identity record and the fragments of every profile merged into it, combined.
+
+Each stage hands a `StateChanges` to `commit`, which writes it in one transaction and moves
+the stage's checkpoints from the values it read to the new ones only if nobody moved them
+in between (compare-and-set): a stage whose lease passed to another worker cannot commit.
 """
 
 from __future__ import annotations
@@ -33,13 +39,23 @@ class DroppedLink:
 
 @dataclass
 class StateChanges:
-    profiles: dict[str, Profile] = field(default_factory=dict)
+    # identity stage
+    profiles: dict[str, Profile] = field(default_factory=dict)          # identity records (no event content)
     identities: dict[str, str] = field(default_factory=dict)          # "kind:value" -> profile id
-    timeline: list[tuple[str, int, int]] = field(default_factory=list)  # (profile id, timestamp, seq)
     repoints: list[tuple[str, str]] = field(default_factory=list)       # (merged id, survivor id), in order
     merges: list[MergeRecord] = field(default_factory=list)
     dropped: list[DroppedLink] = field(default_factory=list)
-    checkpoint: int = 0
+    assignments: list[tuple[int, int, str]] = field(default_factory=list)  # (seq, partition, profile id)
+    # fold stage
+    fragments: dict[str, Profile] = field(default_factory=dict)         # profile id -> what its events added
+    timeline: list[tuple[str, int, int]] = field(default_factory=list)  # (profile id, timestamp, seq)
+    folded: list[tuple[int, int, int]] = field(default_factory=list)    # (partition, after, through): consumed
+    # checkpoint name -> (value read, new value)
+    checkpoints: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class CheckpointMoved(Exception):
+    """Another worker committed this stage since we read its checkpoint: our work is void."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +69,32 @@ class StateCounts:
 
 class StateStore(Protocol):
     def checkpoint(self, name: str) -> int: ...
+    def checkpoints(self) -> dict[str, int]: ...
     def identities(self, keys: set[str]) -> dict[str, str]: ...
-    def profiles(self, ids: set[str]) -> dict[str, Profile]: ...
-    def commit(self, name: str, changes: StateChanges) -> None: ...
+    def profiles(self, ids: set[str]) -> dict[str, Profile]:
+        """Identity records by id."""
+        ...
 
-    def commit_async(self, name: str, changes: StateChanges) -> Future[None]:
-        """Snapshot the changes now and write them (with the checkpoint) in the background."""
+    def fragments(self, ids: set[str]) -> dict[str, Profile]: ...
+
+    def assignments(self, partition: int, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        """(seq, profile id) of the events assigned to a partition after `after_seq`, in log order."""
+        ...
+
+    def pending(self, partition: int, after_seq: int) -> int:
+        """How many assigned events the partition has not folded yet."""
+        ...
+
+    def commit(self, changes: StateChanges) -> None: ...
+
+    def commit_async(self, changes: StateChanges) -> Future[None]:
+        """Snapshot the changes now and write them (with the checkpoints) in the background.
+
+        The future fails with CheckpointMoved if a checkpoint is no longer the value read."""
         ...
 
     def profile(self, profile_id: str) -> Profile | None:
-        """The live profile: a merged-away id resolves to the profile that absorbed it."""
+        """The live profile, its fragments combined: a merged-away id resolves to the profile that absorbed it."""
         ...
 
     def owner(self, kind: str, value: str) -> str | None: ...
