@@ -42,6 +42,9 @@ def _config(**overrides: object) -> Config:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (env PERSONA_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env PERSONA_PORT).")] = None,
+    role: Annotated[str, typer.Option(help="all: the API and a processor (it shares the work with any "
+                                           "`persona worker`); api: the API only, stateless, for running "
+                                           "several behind a load balancer.")] = "all",
     data_dir: DataDir = None,
     config: ConfigFile = None,
     store: Store = None,
@@ -49,7 +52,10 @@ def serve(
     """Run the HTTP API and the stream processor (on the embedded store unless --store says otherwise)."""
     from persona.server import Server
 
-    server = Server(_config(host=host, port=port, data_dir=data_dir, config=config, store=store))
+    if role not in ("all", "api"):
+        raise typer.BadParameter(f"unknown role {role!r}; use all or api", param_hint="--role")
+    settings = _config(host=host, port=port, data_dir=data_dir, config=config, store=store)
+    server = Server(settings.with_overrides(processor="off") if role == "api" else settings)
     if server.created_keys:
         console.print("[bold]First start: created keys (shown only once)[/bold]")
         for name, key in server.created_keys.items():
@@ -85,6 +91,29 @@ def status(data_dir: DataDir = None, config: ConfigFile = None, store: Store = N
 
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         console.print_json(data=status_of(engine))
+
+
+@app.command()
+def worker(
+    worker_id: Annotated[str | None, typer.Option("--id", help="Name of this worker in status and logs "
+                                                             "(default: host-pid).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Process the event log: take a fair share of the partitions (and identity, if free) until stopped."""
+    import signal
+    import threading
+
+    from persona.server import tune_gc
+    from persona.storage.leases import default_worker_id
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store), "persona worker") as engine:
+        tune_gc()
+        engine.worker(worker_id or default_worker_id()).run(stop)
 
 
 @app.command()

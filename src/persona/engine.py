@@ -7,6 +7,7 @@ are thin layers over an Engine.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,13 @@ from persona.errors import StoreError
 from persona.ingest.service import IngestService
 from persona.log.sql import MIGRATIONS as LOG_MIGRATIONS
 from persona.log.sql import SQLEventLog
-from persona.profiles.processor import Processor, ProcessorLock
+from persona.profiles.processor import IDENTITY, Processor, fold_name
 from persona.profiles.reader import ProfileReader
-from persona.profiles.runner import FileLock
 from persona.profiles.sql import MIGRATIONS as STATE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
-from persona.storage.postgres import AdvisoryLock, PostgresDatabase, PostgresURL
+from persona.profiles.worker import Worker
+from persona.storage.leases import FileLeases, Leases, PostgresLeases
+from persona.storage.postgres import PostgresDatabase, PostgresURL
 from persona.storage.sql import Database
 from persona.storage.sqlite import SQLiteDatabase
 
@@ -68,26 +70,33 @@ class Engine:
         if self.config.secret_key:
             self.keys.create_key(KeyKind.SECRET, "seeded", plaintext=self.config.secret_key)
 
-    def processor_lock(self) -> ProcessorLock:
-        """The right to write the derived state: one processor per store."""
+    def leases(self, worker_id: str) -> Leases:
+        """Who runs which processing stage: file locks on the embedded store, session locks on PostgreSQL."""
         if self.config.store is None:
-            return FileLock(self.config.data_dir)
-        return AdvisoryLock(PostgresURL.parse(self.config.store), "processor")
+            return FileLeases(self.config.data_dir, worker_id)
+        return PostgresLeases(PostgresURL.parse(self.config.store), worker_id)
+
+    def worker(self, worker_id: str) -> Worker:
+        config = self.config
+        return Worker(self.log, self.state, config.identity, self.leases(worker_id), batch_size=config.batch_size,
+                      commit_interval=config.commit_interval, partitions=config.partitions)
+
+    def lease_names(self) -> list[str]:
+        return [IDENTITY, *(fold_name(p) for p in range(self.processor.partitions))]
 
     def rebuild(self, progress: Callable[[int], object] | None = None) -> int:
         """Throw away all derived state and replay the whole log; returns events replayed."""
-        lock = self.processor_lock()
-        if not lock.acquire(timeout=5):
-            raise StoreError("a running processor holds this store: stop the server first")
+        leases = self.leases(f"rebuild-{os.getpid()}")
         try:
+            if not all(leases.try_acquire(name) for name in self.lease_names()):
+                raise StoreError("a running processor or worker holds this store: stop it first")
             self.state.reset()
             self.processor.reset()
             return self.processor.run_until_caught_up(progress)
         finally:
-            lock.release()
+            leases.close()
 
     def close(self) -> None:
-        self.processor.stop()
         self.log_db.close()
         self.state_db.close()
 

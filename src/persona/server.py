@@ -17,7 +17,7 @@ from persona.api import create_app
 from persona.config import Config
 from persona.engine import DEFAULT_SOURCE, Engine
 from persona.errors import ConfigError
-from persona.profiles.runner import ProcessorProcess
+from persona.profiles.runner import ProcessorProcess, ProcessorThread
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Server:
             access_log=False, server_header=False, timeout_graceful_shutdown=5,
         ))
         self._thread: threading.Thread | None = None
-        self._child: ProcessorProcess | None = None
+        self._child: ProcessorProcess | ProcessorThread | None = None
 
     @property
     def url(self) -> str:
@@ -101,7 +101,8 @@ class Server:
     def start_processor(self) -> None:
         mode = self.config.processor
         if mode == "thread":
-            self.engine.processor.start(self.engine.processor_lock())
+            self._child = ProcessorThread(self.engine)
+            self._child.start()
         elif mode == "process":
             self._child = ProcessorProcess(self.config)
             self._child.start()
@@ -111,7 +112,6 @@ class Server:
         if self._child is not None:
             self._child.stop()
             self._child = None
-        self.engine.processor.stop()
 
     def run(self) -> None:
         """Serve in the foreground until interrupted."""

@@ -14,8 +14,6 @@ from persona.profiles.processor import IDENTITY, fold_name
 def status_of(engine: Engine) -> dict[str, Any]:
     last = engine.log.last_seq()
     processing = processing_of(engine, last)
-    if engine.config.processor == "thread":
-        processing["stats"] = asdict(engine.processor.stats)
     return {
         "log": {"last_seq": last, "events": engine.log.count(), "quarantined": engine.log.quarantine_count()},
         "processor": processing,
@@ -28,18 +26,22 @@ def processing_of(engine: Engine, last_seq: int | None = None) -> dict[str, Any]
     last = engine.log.last_seq() if last_seq is None else last_seq
     checkpoints = engine.state.checkpoints()
     position = checkpoints.get(IDENTITY, 0)
+    leases = engine.leases("status")
+    owners = leases.owners(engine.lease_names())
     partitions = []
     for p in range(engine.state.partitions(engine.config.partitions)):
         folded = checkpoints.get(fold_name(p), 0)
-        partitions.append({"partition": p, "position": folded, "pending": engine.state.pending(p, folded)})
+        partitions.append({"partition": p, "position": folded, "pending": engine.state.pending(p, folded),
+                           "owner": owners.get(fold_name(p))})
     pending = sum(p["pending"] for p in partitions)
     return {
         "mode": engine.config.processor,
         "position": position,
         "lag": max(0, last - position) + pending,
-        "identity_lag": max(0, last - position),
-        **_error(engine),
+        "identity": {"position": position, "lag": max(0, last - position), "owner": owners.get(IDENTITY)},
         "partitions": partitions,
+        "workers": leases.members(),
+        **_error(engine),
     }
 
 

@@ -13,6 +13,7 @@ from persona.engine import Engine
 from persona.log.events import Event
 from persona.profiles.profile import Profile, apply_event, merge_profiles
 from tests.support.events import event
+from tests.support.streams import random_stream
 
 trait_names = st.sampled_from(["plan", "city", "age"])
 event_specs = st.lists(
@@ -44,25 +45,6 @@ def test_merge_is_commutative_and_associative(a: list, b: list, c: list) -> None
     x, y, z = fresh()
     right, _ = merge_profiles(x, merge_profiles(z, y)[0])
     assert left == right
-
-
-def random_stream(rng: random.Random, n: int) -> list[Event]:
-    """Merge-heavy traffic: few users, many devices, late events, aliases, shared devices."""
-    events = []
-    for i in range(n):
-        user = f"u{rng.randrange(8)}" if rng.random() < 0.4 else None
-        anon = f"a{rng.randrange(20)}" if user is None or rng.random() < 0.7 else None
-        minutes = rng.uniform(0, 1000)
-        roll = rng.random()
-        if roll < 0.05 and user:
-            events.append(event("alias", user=user, previousId=f"u{rng.randrange(8)}", minutes=minutes))
-        elif roll < 0.35:
-            events.append(event("identify", user=user, anon=anon, minutes=minutes,
-                                traits={"plan": rng.choice("ab"), "email": f"e{rng.randrange(6)}@x.io"}))
-        else:
-            events.append(event("track", user=user, anon=anon, minutes=minutes, event="Order Completed",
-                                properties={"revenue": i}))
-    return events
 
 
 def state_of(engine: Engine) -> dict:

@@ -13,7 +13,7 @@ from persona.config import Config
 from persona.engine import Engine
 from persona.log.events import to_micros
 from persona.log.store import Rejected
-from persona.profiles import processor as processor_module
+from persona.profiles import worker as worker_module
 from tests.support.events import BASE, event
 
 pytestmark = pytest.mark.backends  # the contract suite: SQLite and PostgreSQL
@@ -102,10 +102,10 @@ def test_the_processor_resumes_from_its_checkpoint_without_applying_twice(config
 
 def test_the_running_processor_logs_its_progress(engine: Engine, caplog: pytest.LogCaptureFixture,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processor_module, "PROGRESS_EVERY", 0.05)
+    monkeypatch.setattr(worker_module, "PROGRESS_EVERY", 0.05)
     stop = threading.Event()
-    runner = threading.Thread(target=engine.processor.run, args=(stop, lambda: stop.wait(0.02)))
-    with caplog.at_level(logging.INFO, logger="persona.profiles.processor"):
+    runner = threading.Thread(target=engine.worker("w1").run, args=(stop,))
+    with caplog.at_level(logging.INFO, logger="persona.profiles.worker"):
         runner.start()
         engine.log.append([event("track", user="u", event="Viewed", minutes=i) for i in range(30)])
         deadline = time.monotonic() + 10
@@ -114,5 +114,5 @@ def test_the_running_processor_logs_its_progress(engine: Engine, caplog: pytest.
         stop.set()
         runner.join()
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("applied")]
-    assert line.startswith("applied 30 events in ")
+    assert line.startswith("applied 30 events in ") and "holding identity, fold:0" in line
     assert engine.profiles.find("user_id:u").event_count == 30  # and the final commit happened on stop

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-from persona.errors import StoreError
 from persona.identity.graph import BatchGraph, GraphCache
 from persona.identity.rules import IdentityRules
 from persona.log.store import EventLog
@@ -40,7 +38,6 @@ from persona.profiles.view import body_decoder
 log = logging.getLogger(__name__)
 
 IDENTITY = "identity"
-PROCESSOR = "processor"  # the name errors of a single-process processor are recorded under
 
 
 def fold_name(partition: int) -> str:
@@ -243,25 +240,43 @@ class FoldStage(Stage):
 
 
 class Processor:
-    """Both stages, every partition, in one loop: `persona serve`'s processor and `persona rebuild`."""
+    """Both stages, every partition, in one loop, without leases: `persona rebuild` and tests.
+
+    Running processes use `profiles/worker.py`, which takes leases on the stages it runs."""
 
     def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, *, batch_size: int = 2000,
                  commit_interval: float = 0.25, partitions: int = 8) -> None:
         self.log = log_
         self.state = state
         self.rules = rules
-        self.batch_size = batch_size
-        self.commit_interval = commit_interval
+        self._batch_size = batch_size
+        self._commit_interval = commit_interval
         self.default_partitions = partitions
         self._build_stages()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock: ProcessorLock | None = None
-        self.error: Exception | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._batch_size = value
+        for stage in self.stages:
+            stage.batch_size = value
+
+    @property
+    def commit_interval(self) -> float:
+        return self._commit_interval
+
+    @commit_interval.setter
+    def commit_interval(self, value: float) -> None:
+        self._commit_interval = value
+        for stage in self.stages:
+            stage.commit_interval = value
 
     def _build_stages(self) -> None:
         self.partitions = self.state.partitions(self.default_partitions)
-        options = {"batch_size": self.batch_size, "commit_interval": self.commit_interval}
+        options = {"batch_size": self._batch_size, "commit_interval": self._commit_interval}
         self.identity = IdentityStage(self.log, self.state, self.rules, self.partitions, **options)
         self.folds = [FoldStage(self.log, self.state, p, **options) for p in range(self.partitions)]
 
@@ -314,57 +329,6 @@ class Processor:
         """Events not yet resolved plus assigned events not yet folded."""
         return self.identity.lag() + sum(fold.lag() for fold in self.folds)
 
-    # -- background thread ---------------------------------------------------------------------
-    def start(self, lock: ProcessorLock) -> None:
-        """Run in a thread of this process, holding `lock` (one processor per store)."""
-        if not lock.acquire(timeout=30):
-            raise StoreError("another processor holds this store")
-        self._lock = lock
-        self.reset()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="processor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def _loop(self) -> None:
-        self.run(self._stop, idle=lambda: self.log.wait_for_append(self.position, timeout=0.5))
-
-    def run(self, stop: StopSignal, idle: Callable[[], object]) -> None:
-        """Process until `stop` is set, calling `idle` whenever caught up; then commit.
-
-        A failed batch is retried every second from the checkpoints; the error is recorded in
-        the state store, where `persona status` shows it whichever process runs this loop,
-        and cleared once a batch goes through again. Progress is logged every
-        `PROGRESS_EVERY` seconds in which events were applied."""
-        progress = _Progress(self.identity.stats)
-        while not stop.is_set():
-            try:
-                if self.process_batch() == 0:
-                    idle()
-                elif self.error is not None:
-                    self._report(None)
-                progress.maybe_log(self.lag)
-            except Exception as exc:  # keep serving reads; report and retry after a pause
-                log.exception("processor batch failed at seq %s; retrying", self.position)
-                self._report(exc)
-                stop.wait(1.0)
-        try:
-            self.flush()
-        except Exception:
-            log.exception("final processor commit failed; the next start redoes it from the checkpoint")
-
-    def _report(self, error: Exception | None) -> None:
-        self.error = error
-        record_error(self.state, PROCESSOR, error)
-
 
 def record_error(state: StateStore, name: str, error: Exception | None) -> None:
     """Keep a processor's or worker's last failure in the store, for status; None clears it."""
@@ -372,34 +336,6 @@ def record_error(state: StateStore, name: str, error: Exception | None) -> None:
         state.record_error(name, None if error is None else f"{type(error).__name__}: {error}")
     except Exception:  # the store may be what failed; the log has the error either way
         log.warning("could not record the processor's state in the store", exc_info=True)
-
-
-PROGRESS_EVERY = 30.0
-
-
-class _Progress:
-    """One log line per interval with work in it: what an operator tails to see it move."""
-
-    def __init__(self, stats: ProcessorStats) -> None:
-        self.stats = stats
-        self.at = time.monotonic()
-        self.events, self.merges = stats.events, stats.merges
-
-    def maybe_log(self, lag: Callable[[], int]) -> None:
-        now = time.monotonic()
-        if now - self.at < PROGRESS_EVERY or self.stats.events == self.events:
-            return
-        events, merges = self.stats.events - self.events, self.stats.merges - self.merges
-        log.info("applied %s events in %.0f s (%s/s), %s merges; lag %s",
-                 f"{events:,}", now - self.at, f"{events / (now - self.at):,.0f}", f"{merges:,}", f"{lag():,}")
-        self.at, self.events, self.merges = now, self.stats.events, self.stats.merges
-
-
-class ProcessorLock(Protocol):
-    """The right to be the one processor of a store (a file lock, a PostgreSQL session lock)."""
-
-    def acquire(self, timeout: float) -> bool: ...
-    def release(self) -> None: ...
 
 
 class StopSignal(Protocol):

@@ -1,15 +1,14 @@
-"""Where the processor runs: a thread of the server, or a child process with its own core.
+"""Where `persona serve`'s processor runs: a thread of the server, or a child process with its own core.
 
 Python threads share one core for Python code (the GIL), so `persona serve` runs the
 processor in a child process by default and ingest and processing each get a core. Either
-way one processor per store is guaranteed by a lock its holder's death releases: an OS file
-lock on the embedded store, a PostgreSQL session lock on PostgreSQL. After a kill -9 a new
-processor waits for the orphan to go.
+way it is a worker (`profiles/worker.py`): alone it holds every lease and runs everything;
+beside `persona worker` processes it shares the partitions with them. Leases are released
+when their holder dies, so after a kill -9 the restarted processor takes them back.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -17,43 +16,14 @@ import signal
 import threading
 import time
 from multiprocessing.synchronize import Event as ProcessEvent
-from pathlib import Path
-from typing import IO
+from typing import TYPE_CHECKING
 
 from persona.config import Config
 
+if TYPE_CHECKING:
+    from persona.engine import Engine
+
 log = logging.getLogger(__name__)
-
-LOCK_FILE = "processor.lock"
-
-
-class FileLock:
-    """Exclusive right to write the derived state of one data directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / LOCK_FILE
-        self._file: IO[str] | None = None
-
-    def acquire(self, timeout: float) -> bool:
-        self._file = open(self.path, "a+")  # noqa: SIM115 - held for the life of the processor
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    self._file.close()
-                    self._file = None
-                    return False
-                time.sleep(0.05)
-
-    def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
-
 
 def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
     from persona.engine import Engine
@@ -65,18 +35,9 @@ def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
 
     logging.basicConfig(level=config.log_level.upper(), format="processor: %(levelname)s %(message)s")
     with Engine.open(config, "persona processor") as engine:
-        processor = engine.processor
-        lock = engine.processor_lock()
-        while not lock.acquire(timeout=1.0):
-            if stop.is_set() or os.getppid() != parent_pid:
-                return
         tune_gc()
-        try:
-            processor.reset()  # position from the checkpoint, now that nobody else writes
-            # Appends come from another process, so poll the log when caught up.
-            processor.run(_UntilOrphaned(stop, parent_pid), idle=lambda: stop.wait(0.01))
-        finally:
-            lock.release()
+        # Appends come from another process, so the worker polls the log when caught up.
+        engine.worker(f"serve-{parent_pid}").run(_UntilOrphaned(stop, parent_pid))
 
 
 class _UntilOrphaned:
@@ -91,6 +52,29 @@ class _UntilOrphaned:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.stop.wait(timeout)
+
+
+class ProcessorThread:
+    """The worker in a thread of this process (`processor: thread`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.worker = engine.worker(f"serve-{os.getpid()}")
+
+    def start(self) -> None:
+        log_ = self.engine.log
+        self._thread = threading.Thread(
+            target=self.worker.run, name="processor", daemon=True,
+            args=(self._stop, lambda pause: log_.wait_for_append(log_.last_seq(), timeout=pause)))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 class ProcessorProcess:

@@ -1,0 +1,129 @@
+"""Several `persona worker` processes share the processing, join, leave and die mid-way, and end
+in exactly the state a single-process replay of the same log produces.
+
+The stream is merge-heavy (few users, many devices and shared emails, aliases, late events),
+so identity merges join profiles whose fragments live in different partitions, owned by
+different workers, all the time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from persona.config import Config
+from persona.engine import Engine
+from persona.profiles.reader import profile_json
+from persona.status import processing_of
+from tests.support.streams import random_stream
+
+pytestmark = [pytest.mark.backends, pytest.mark.slow]
+
+
+class Workers:
+    """`persona worker` child processes on one store, with their logs in tmp_path."""
+
+    def __init__(self, config: Config, tmp_path: Path) -> None:
+        self.config = config
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, worker_id: str) -> None:
+        env = {**os.environ, "PERSONA_BATCH_SIZE": "50", "PERSONA_COMMIT_INTERVAL": "0.02",
+               "PERSONA_LOG_LEVEL": "INFO"}
+        with open(self.tmp_path / f"{worker_id}.log", "ab") as log:
+            self.procs[worker_id] = subprocess.Popen(
+                [sys.executable, "-m", "persona", "worker", "--id", worker_id, "--store", self.config.store_url],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def kill(self, worker_id: str) -> None:
+        self.procs[worker_id].kill()  # kill -9: no commit, no hand-back
+        self.procs.pop(worker_id).wait()
+
+    def stop(self, worker_id: str) -> None:
+        proc = self.procs.pop(worker_id)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, self.log(worker_id)
+
+    def stop_all(self) -> None:
+        for worker_id in list(self.procs):
+            self.stop(worker_id)
+
+    def log(self, worker_id: str) -> str:
+        return (self.tmp_path / f"{worker_id}.log").read_text()[-3000:]
+
+
+def owners(engine: Engine) -> dict[str, str | None]:
+    processing = processing_of(engine)
+    found = {f"fold:{p['partition']}": p["owner"] for p in processing["partitions"]}
+    found["identity"] = processing["identity"]["owner"]
+    return found
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Everything derived, table by table, and the profiles as the API shows them."""
+    db = engine.state_db
+    return {
+        "profiles": {p.id: profile_json(p) for p in engine.state.all_profiles()},
+        "records": db.query("SELECT id, root, created_seq, data FROM profiles ORDER BY id"),
+        "fragments": db.query("SELECT id, data FROM fragments ORDER BY id"),
+        "identities": db.query("SELECT key, profile_id FROM identities ORDER BY key"),
+        "timeline": db.query("SELECT profile_id, timestamp, seq FROM timeline ORDER BY seq"),
+        "merges": db.query("SELECT seq, at, survivor, merged, reason FROM merges ORDER BY seq, merged"),
+        "dropped": db.query("SELECT seq, kind, value, reason FROM dropped_links ORDER BY seq, kind, value"),
+        "counts": engine.state.counts(),
+    }
+
+
+def test_workers_that_join_leave_and_die_end_in_the_single_process_state(
+        engine: Engine, config: Config, tmp_path: Path) -> None:
+    events = random_stream(random.Random(2026), 6000, users=150, devices=600, emails=100)
+    parts = [events[i::4] for i in range(4)]
+    workers = Workers(config, tmp_path)
+    try:
+        workers.start("w1")
+        workers.start("w2")
+        engine.log.append(parts[0])
+        wait_for(lambda: set(owners(engine).values()) == {"w1", "w2"}, 30, "w1 and w2 to share the work")
+        wait_for(lambda: processing_of(engine)["position"] > 0, 30, "processing to start")
+
+        workers.kill("w1")  # mid-way, with uncommitted work and leases held
+        engine.log.append(parts[1])
+        moved = wait_for(lambda: set(owners(engine).values()) == {"w2"}, 30, "w1's partitions to move to w2")
+        assert moved < 5, f"partitions took {moved:.1f} s to move"
+
+        workers.start("w3")
+        workers.start("w4")
+        engine.log.append(parts[2])
+        wait_for(lambda: {"w3", "w4"} <= set(owners(engine).values()), 30, "w3 and w4 to get partitions")
+        workers.stop("w2")  # a graceful leave hands its leases over
+        engine.log.append(parts[3])
+
+        wait_for(lambda: processing_of(engine)["lag"] == 0, 120, "the workers to catch up")
+        assert set(owners(engine).values()) <= {"w3", "w4"}
+        workers.stop_all()
+    finally:
+        for worker_id in list(workers.procs):
+            workers.kill(worker_id)
+
+    shared = snapshot(engine)
+    assert shared["counts"].merges > 200 and shared["counts"].profiles > 20
+    engine.rebuild()  # one process replays the same log from nothing
+    assert snapshot(engine) == shared
