@@ -51,6 +51,8 @@ SETTINGS = [
     Setting("processor", "process",
             "Where `persona serve` runs the stream processor: 'process' (a child process, its own CPU core), "
             "'thread' (inside the server process) or 'off' (another process such as a second serve does it)."),
+    Setting("ready_max_lag", 100_000,
+            "GET /readyz answers 503 while more events than this wait to be processed (0: never for lag).", int),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -70,6 +72,7 @@ class Config:
     commit_interval: float = 0.25
     partitions: int = 8
     processor: str = "process"
+    ready_max_lag: int = 100_000
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
 

@@ -57,3 +57,23 @@ def _error(engine: Engine) -> dict[str, Any]:
         return {"error": None}
     name, (error, at) = max(errors.items(), key=lambda item: item[1][1])
     return {"error": error, "error_at": iso(to_micros(datetime.fromtimestamp(at, UTC))), "error_in": name}
+
+
+def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
+    """What `/readyz` checks: both stores answer, their migrations are applied, processing keeps up."""
+    checks: dict[str, Any] = {}
+    try:
+        for name, db in (("log", engine.log_db), ("state", engine.state_db)):
+            db.ping()
+            if pending := db.pending_migrations():
+                checks["migrations"] = f"{name} store lacks migrations {pending}: run persona migrate"
+        checks.setdefault("migrations", "ok")
+        checks["store"] = "ok"
+        lag = max(0, engine.log.last_seq() - engine.state.checkpoint(IDENTITY)) + engine.state.pending_total()
+        checks["lag"] = lag
+    except Exception as exc:  # unreachable, or failing: not ready, and say why
+        checks["store"] = f"{type(exc).__name__}: {exc}"
+        return False, checks
+    limit = engine.config.ready_max_lag
+    ok = checks["migrations"] == "ok" and (limit == 0 or lag <= limit)
+    return ok, checks

@@ -542,6 +542,21 @@ def test_healthz_needs_no_key(client: TestClient) -> None:
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
+def test_readyz_says_what_is_not_ready(client: TestClient, engine: Engine) -> None:
+    ready = client.get("/readyz", auth=None)
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"migrations": "ok", "store": "ok", "lag": 0}}
+    engine.config = engine.config.with_overrides(ready_max_lag=2)
+    client.post("/v1/batch", json={"batch": [{"type": "track", "userId": f"u{i}", "event": "E"} for i in range(3)]})
+    lagging = client.get("/readyz", auth=None)
+    assert (lagging.status_code, lagging.json()["checks"]["lag"]) == (503, 3)
+    engine.processor.run_until_caught_up()
+    assert client.get("/readyz", auth=None).json()["checks"]["lag"] == 0
+    engine.state_db.write(lambda c: c.execute("DELETE FROM schema_migrations WHERE version = 3"))
+    missing = client.get("/readyz", auth=None)
+    assert missing.status_code == 503 and "lacks migrations [3]" in missing.json()["checks"]["migrations"]
+
+
 def test_unknown_routes_and_methods_are_json_errors(client: TestClient) -> None:
     assert_error(client.post("/v1/nothing", json={}), 404, "not_found")
     assert_error(client.get("/v1/batch"), 405, "method_not_allowed")
@@ -555,6 +570,6 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         assert "post" in paths[f"/v1/{kind}"], kind
         assert paths[f"/v1/{kind}"]["post"]["requestBody"]["required"] is True
     for path in ("/v1/profiles", "/v1/profiles/{identifier}", "/v1/profiles/{identifier}/events",
-                 "/v1/profiles/{identifier}/merges", "/v1/quarantine", "/v1/status", "/healthz"):
+                 "/v1/profiles/{identifier}/merges", "/v1/quarantine", "/v1/status", "/healthz", "/readyz"):
         assert "get" in paths[path], path
     assert client.get("/docs", auth=None).status_code == 200

@@ -148,6 +148,11 @@ class SQLStateStore:
                                 (partition, after_seq))
         return int(row[0]) if row else 0
 
+    def pending_total(self) -> int:
+        """Assigned events no partition has folded yet (folded ones leave the queue)."""
+        row = self.db.query_one("SELECT count(*) FROM assignments")
+        return int(row[0]) if row else 0
+
     # -- committing ----------------------------------------------------------------------------
     def commit(self, changes: StateChanges) -> None:
         self.commit_async(changes).result()

@@ -105,6 +105,7 @@ class PostgresDatabase:
                  backoff: Backoff | None = None) -> None:
         self.url = url
         self.component = component
+        self.migrations = migrations
         self.applied: list[int] = []  # versions applied by this open
         self.application_name = application_name
         self.backoff = backoff or Backoff()
@@ -158,6 +159,11 @@ class PostgresDatabase:
     def ping(self) -> None:
         with self.pool.connection(timeout=2) as conn:
             conn.execute("SELECT 1").fetchone()
+
+    def pending_migrations(self) -> list[int]:
+        done = {r[0] for r in self.query("SELECT version FROM schema_migrations WHERE component = ?",
+                                         (self.component,))}
+        return [m.version for m in self.migrations if m.version not in done]
 
     def close(self) -> None:
         self.writer.close()

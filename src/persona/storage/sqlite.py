@@ -101,6 +101,7 @@ class SQLiteDatabase:
     def __init__(self, path: Path | str, migrations: Sequence[Migration], *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.migrations = migrations
         setup = connect(self.path)
         try:
             self.applied = migrate(setup, migrations)  # versions applied by this open
@@ -127,6 +128,10 @@ class SQLiteDatabase:
 
     def ping(self) -> None:
         self.readers.get().execute("SELECT 1").fetchone()
+
+    def pending_migrations(self) -> list[int]:
+        done = {r[0] for r in self.query("SELECT version FROM schema_migrations")}
+        return [m.version for m in self.migrations if m.version not in done]
 
     def close(self) -> None:
         self.writer.close()
