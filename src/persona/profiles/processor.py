@@ -19,6 +19,7 @@ that is valid only while it is the stage's one writer, and is dropped after any 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -140,7 +141,13 @@ class Stage:
     def _trim(self) -> None: ...
 
     def abandon(self) -> None:
-        """After a failure: forget everything not committed and resume from the checkpoint."""
+        """After a failure: forget everything not committed and resume from the checkpoint.
+
+        A commit still in the writer's hands (retrying over a lost connection) is waited for
+        first, so that the checkpoint read afterwards is the one it leaves."""
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                self._pending[0].result()
         self._pending = None
         self._open = StateChanges()
         self._open_events = 0

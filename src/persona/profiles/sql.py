@@ -4,6 +4,7 @@ its own tables and writer connection in PostgreSQL."""
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import Future
 
 import msgspec
@@ -74,7 +75,9 @@ MIGRATIONS = [
         "CREATE TABLE assignments (seq INTEGER PRIMARY KEY, partition INTEGER NOT NULL, profile_id TEXT NOT NULL)",
         "CREATE INDEX assignments_partition ON assignments (partition, seq)",
         "CREATE TABLE processing_settings (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links", "checkpoints")),
+        "DROP TABLE checkpoints",  # now with the id of the commit that set it (see _move_checkpoints)
+        "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, commit_id TEXT)",
+        *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links")),
     ], postgres=[
         "DROP TABLE profiles",
         "CREATE TABLE profiles (id TEXT PRIMARY KEY, root TEXT NOT NULL, created_seq BIGINT NOT NULL,"
@@ -84,7 +87,9 @@ MIGRATIONS = [
         "CREATE TABLE assignments (seq BIGINT PRIMARY KEY, partition INTEGER NOT NULL, profile_id TEXT NOT NULL)",
         "CREATE INDEX assignments_partition ON assignments (partition, seq)",
         "CREATE TABLE processing_settings (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links", "checkpoints")),
+        "DROP TABLE checkpoints",
+        "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, seq BIGINT NOT NULL, commit_id TEXT)",
+        *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links")),
     ]),
 ]
 
@@ -162,9 +167,10 @@ class SQLStateStore:
         profile_rows = [(p.id, p.merged_into or p.id, p.created_seq, _encode(p)) for p in changes.profiles.values()]
         fragment_rows = [(f.id, _encode(f)) for f in changes.fragments.values()]
         checkpoints = dict(changes.checkpoints)
+        commit_id = uuid.uuid4().hex
 
         def write(conn: Connection) -> None:
-            if not _move_checkpoints(conn, checkpoints):
+            if not _move_checkpoints(conn, checkpoints, commit_id):
                 return  # a retry of a commit that landed
             conn.executemany(
                 "INSERT INTO profiles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
@@ -272,16 +278,18 @@ class SQLStateStore:
         self.db.write(write)
 
 
-def _move_checkpoints(conn: Connection, checkpoints: dict[str, tuple[int, int]]) -> bool:
-    """Compare-and-set every checkpoint; False if this very commit has landed before (a retry).
+def _move_checkpoints(conn: Connection, checkpoints: dict[str, tuple[int, int]], commit_id: str) -> bool:
+    """Compare-and-set every checkpoint; False if this very commit has landed before (a retry
+    after the connection dropped during COMMIT), recognised by its id.
 
-    Raises CheckpointMoved when another worker has committed the stage in between."""
+    Raises CheckpointMoved when anything else has moved a checkpoint since it was read."""
     for i, (name, (read, new)) in enumerate(checkpoints.items()):
-        conn.execute("INSERT INTO checkpoints VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
-        if conn.execute("UPDATE checkpoints SET seq = ? WHERE name = ? AND seq = ?", (new, name, read)).rowcount:
+        conn.execute("INSERT INTO checkpoints VALUES (?, 0, NULL) ON CONFLICT DO NOTHING", (name,))
+        if conn.execute("UPDATE checkpoints SET seq = ?, commit_id = ? WHERE name = ? AND seq = ?",
+                        (new, commit_id, name, read)).rowcount:
             continue
-        current = conn.execute("SELECT seq FROM checkpoints WHERE name = ?", (name,)).fetchone()[0]
-        if i == 0 and current == new and read != new:  # they all move together, or none does
+        current, by = conn.execute("SELECT seq, commit_id FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        if i == 0 and by == commit_id:  # they all move together, or none does
             return False
         raise CheckpointMoved(f"checkpoint {name} is {current}, not {read}: another worker committed")
     return True

@@ -152,12 +152,14 @@ class Worker:
 
     def _drop(self, name: str, *, flush: bool) -> None:
         stage = self.stages.pop(name)
-        if flush:
-            try:
+        try:
+            if flush:
                 stage.flush()
-            except Exception:  # whatever did not commit is redone by the next owner
-                log.warning("worker %s could not commit %s before handing it back", self.worker_id, name,
-                            exc_info=True)
+            else:
+                stage.abandon()  # let a commit still retrying in the writer finish first
+        except Exception:  # whatever did not commit is redone by the next owner
+            log.warning("worker %s could not commit %s before handing it back", self.worker_id, name,
+                        exc_info=True)
         self.leases.release(name)
 
     def shutdown(self) -> None:
