@@ -21,7 +21,7 @@ import msgspec
 
 from persona.log.events import Event
 from persona.log.store import AppendResult, QuarantinedMessage, Rejected
-from persona.storage.sql import Connection, Database, Migration, chunks, marks
+from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, where_in
 
 MIGRATIONS = [
     Migration(1, "event log", [
@@ -75,10 +75,10 @@ MIGRATIONS = [
     ]),
 ]
 
-_INSERT = (
-    "INSERT INTO events (source_id, message_id, type, name, user_id, anonymous_id,"
-    " timestamp, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
+_INSERT = Insert("events", (
+    ("source_id", "text"), ("message_id", "text"), ("type", "text"), ("name", "text"), ("user_id", "text"),
+    ("anonymous_id", "text"), ("timestamp", "bigint"), ("received_at", "bigint"), ("body", "bytea"),
+), "ON CONFLICT DO NOTHING")
 _QUARANTINE = "INSERT INTO quarantine (source_id, received_at, field, reason, message) VALUES (?, ?, ?, ?, ?)"
 _COLUMNS = "seq, source_id, message_id, type, name, user_id, anonymous_id, timestamp, received_at, body"
 _encode = msgspec.json.Encoder().encode
@@ -124,7 +124,7 @@ class SQLEventLog:
         def write(conn: Connection) -> AppendResult:
             if self._lock_appends:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (_APPEND_LOCK,))
-            accepted = conn.executemany(_INSERT, rows).rowcount if rows else 0
+            accepted = _INSERT.run(conn, self.db.dialect, rows)
             if bad:
                 conn.executemany(_QUARANTINE, bad)
             last = conn.execute(self._last_seq_sql).fetchone()
@@ -152,8 +152,11 @@ class SQLEventLog:
         ids = list(seqs)
 
         def write(conn: Connection) -> int:
-            return sum(conn.execute(f"DELETE FROM events WHERE seq IN ({marks(len(chunk))})", chunk).rowcount
-                       for chunk in chunks(ids))
+            deleted = 0
+            for chunk in chunks(ids, chunk_size(self.db.dialect)):
+                where, params = where_in(self.db.dialect, "seq", chunk)
+                deleted += conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount
+            return deleted
 
         return self.db.write(write)
 
@@ -177,8 +180,9 @@ class SQLEventLog:
 
     def get(self, seqs: Sequence[int]) -> list[Event]:
         out: list[Event] = []
-        for chunk in chunks(list(seqs)):
-            rows = self.db.query(f"SELECT {_COLUMNS} FROM events WHERE seq IN ({marks(len(chunk))})", chunk)
+        for chunk in chunks(list(seqs), chunk_size(self.db.dialect)):
+            where, params = where_in(self.db.dialect, "seq", chunk)
+            rows = self.db.query(f"SELECT {_COLUMNS} FROM events WHERE {where}", params)
             out.extend(_row_to_event(r) for r in rows)
         return out
 

@@ -11,7 +11,7 @@ import msgspec
 
 from persona.profiles.profile import Profile, combine
 from persona.profiles.store import CheckpointMoved, MergeRecord, StateChanges, StateCounts
-from persona.storage.sql import Connection, Database, Migration, chunks, marks
+from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, marks, where_in
 
 MIGRATIONS = [
     Migration(1, "profiles and identity graph", [
@@ -97,6 +97,19 @@ _encode = msgspec.json.Encoder().encode
 _decode_profile = msgspec.json.Decoder(Profile).decode
 _TABLES = ("profiles", "fragments", "assignments", "identities", "timeline", "merges", "dropped_links",
            "checkpoints", "processor_errors", "processing_settings")
+_PROFILES = Insert("profiles", (("id", "text"), ("root", "text"), ("created_seq", "bigint"), ("data", "bytea")),
+                   "ON CONFLICT (id) DO UPDATE SET root = excluded.root, data = excluded.data")
+_IDENTITIES = Insert("identities", (("key", "text"), ("profile_id", "text")),
+                     "ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id")
+_MERGES = Insert("merges", (("seq", "bigint"), ("at", "bigint"), ("survivor", "text"), ("merged", "text"),
+                            ("reason", "text")))
+_DROPPED = Insert("dropped_links", (("seq", "bigint"), ("kind", "text"), ("value", "text"), ("reason", "text")))
+_ASSIGNMENTS = Insert("assignments", (("seq", "bigint"), ("partition", "integer"), ("profile_id", "text")),
+                      "ON CONFLICT DO NOTHING")
+_FRAGMENTS = Insert("fragments", (("id", "text"), ("data", "bytea")),
+                    "ON CONFLICT (id) DO UPDATE SET data = excluded.data")
+_TIMELINE = Insert("timeline", (("profile_id", "text"), ("timestamp", "bigint"), ("seq", "bigint")),
+                   "ON CONFLICT DO NOTHING")
 # Every member of a profile (itself and the ids merged into it) with its fragment, if it has one yet.
 _MEMBERS = ("SELECT p.root, p.id, p.data, f.data FROM profiles p LEFT JOIN fragments f ON f.id = p.id"
             " WHERE p.root IN ({})")
@@ -125,9 +138,9 @@ class SQLStateStore:
 
     def identities(self, keys: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for chunk in chunks(list(keys)):
-            found.update(self.db.query(f"SELECT key, profile_id FROM identities WHERE key IN ({marks(len(chunk))})",
-                                       chunk))
+        for chunk in chunks(list(keys), chunk_size(self.db.dialect)):
+            where, params = where_in(self.db.dialect, "key", chunk)
+            found.update(self.db.query(f"SELECT key, profile_id FROM identities WHERE {where}", params))
         return found
 
     def profiles(self, ids: set[str]) -> dict[str, Profile]:
@@ -138,8 +151,9 @@ class SQLStateStore:
 
     def _by_id(self, table: str, ids: set[str]) -> dict[str, Profile]:
         found: dict[str, Profile] = {}
-        for chunk in chunks(list(ids)):
-            for pid, data in self.db.query(f"SELECT id, data FROM {table} WHERE id IN ({marks(len(chunk))})", chunk):
+        for chunk in chunks(list(ids), chunk_size(self.db.dialect)):
+            where, params = where_in(self.db.dialect, "id", chunk)
+            for pid, data in self.db.query(f"SELECT id, data FROM {table} WHERE {where}", params):
                 found[pid] = _decode_profile(data)
         return found
 
@@ -169,25 +183,20 @@ class SQLStateStore:
         checkpoints = dict(changes.checkpoints)
         commit_id = uuid.uuid4().hex
 
+        dialect = self.db.dialect
+
         def write(conn: Connection) -> None:
             if not _move_checkpoints(conn, checkpoints, commit_id):
                 return  # a retry of a commit that landed
-            conn.executemany(
-                "INSERT INTO profiles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " root = excluded.root, data = excluded.data", profile_rows)
+            _PROFILES.run(conn, dialect, profile_rows)
             for merged, survivor in changes.repoints:
                 conn.execute("UPDATE profiles SET root = ? WHERE root = ?", (survivor, merged))
-            conn.executemany(
-                "INSERT INTO identities VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
-                list(changes.identities.items()))
-            conn.executemany("INSERT INTO merges (seq, at, survivor, merged, reason) VALUES (?, ?, ?, ?, ?)",
-                             [(m.seq, m.at, m.survivor, m.merged, m.reason) for m in changes.merges])
-            conn.executemany("INSERT INTO dropped_links VALUES (?, ?, ?, ?)",
-                             [(d.seq, d.kind, d.value, d.reason) for d in changes.dropped])
-            conn.executemany("INSERT INTO assignments VALUES (?, ?, ?) ON CONFLICT DO NOTHING", changes.assignments)
-            conn.executemany("INSERT INTO fragments VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                             fragment_rows)
-            conn.executemany("INSERT INTO timeline VALUES (?, ?, ?) ON CONFLICT DO NOTHING", changes.timeline)
+            _IDENTITIES.run(conn, dialect, list(changes.identities.items()))
+            _MERGES.run(conn, dialect, [(m.seq, m.at, m.survivor, m.merged, m.reason) for m in changes.merges])
+            _DROPPED.run(conn, dialect, [(d.seq, d.kind, d.value, d.reason) for d in changes.dropped])
+            _ASSIGNMENTS.run(conn, dialect, changes.assignments)
+            _FRAGMENTS.run(conn, dialect, fragment_rows)
+            _TIMELINE.run(conn, dialect, changes.timeline)
             for partition, after, through in changes.folded:
                 conn.execute("DELETE FROM assignments WHERE partition = ? AND seq > ? AND seq <= ?",
                              (partition, after, through))
