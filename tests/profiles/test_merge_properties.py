@@ -13,6 +13,7 @@ from persona.engine import Engine
 from persona.log.events import Event
 from persona.profiles.profile import Profile, apply_event, merge_profiles
 from tests.support.events import event
+from tests.support.state import snapshot
 from tests.support.streams import random_stream
 
 trait_names = st.sampled_from(["plan", "city", "age"])
@@ -47,25 +48,21 @@ def test_merge_is_commutative_and_associative(a: list, b: list, c: list) -> None
     assert left == right
 
 
-def state_of(engine: Engine) -> dict:
-    rows = engine.state_db.query("SELECT key, profile_id FROM identities ORDER BY key")
-    timeline = engine.state_db.query("SELECT * FROM timeline ORDER BY seq")
-    return {"profiles": engine.state.all_profiles(), "identities": rows, "timeline": timeline}
-
-
 @given(st.integers(0, 10_000), st.sampled_from([1, 3, 17, 1000]))
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_batching_and_replay_do_not_change_the_result(tmp_path: Path, seed: int, batch_size: int) -> None:
     events = random_stream(random.Random(seed), 150)
     results = []
-    for run, (size, interval) in enumerate([(batch_size, 0.0), (1, 10.0)]):
+    # separate stages through the assignments queue, and fused, in batches of every size
+    for run, (size, interval, fuse) in enumerate([(batch_size, 0.0, True), (1, 10.0, True), (batch_size, 0.0, False)]):
         config = load_config(env={}, data_dir=tmp_path / f"{seed}-{batch_size}-{run}")
         with Engine.open(config) as engine:
+            engine.processor.fuse = fuse
             engine.processor.batch_size = size
             engine.processor.commit_interval = interval
             engine.log.append(events)
             engine.processor.run_until_caught_up()
-            results.append(state_of(engine))
+            results.append(snapshot(engine))
             engine.rebuild()
-            assert state_of(engine) == results[-1]
-    assert results[0] == results[1]
+            assert snapshot(engine) == results[-1]
+    assert results[0] == results[1] == results[2]

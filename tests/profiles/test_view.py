@@ -11,8 +11,9 @@ from persona.config import load_config
 from persona.engine import Engine
 from persona.identity.rules import IdentifierRule, IdentityRules
 from persona.profiles.view import body_decoder, decode_partial
-from tests.profiles.test_merge_properties import random_stream, state_of
 from tests.support.events import event
+from tests.support.state import snapshot
+from tests.support.streams import random_stream
 
 _full = msgspec.json.Decoder().decode
 
@@ -28,7 +29,7 @@ def test_partial_and_full_decoding_give_the_same_state(tmp_path: Path) -> None:
             engine.processor._decode = decode
             engine.log.append(events)
             engine.processor.run_until_caught_up()
-            states.append(state_of(engine))
+            states.append(snapshot(engine))
     assert states[0] == states[1]
 
 

@@ -26,9 +26,9 @@ import pytest
 from persona.config import load_config
 from persona.engine import Engine
 from tests.conftest import SECRET_KEY, WRITE_KEY
-from tests.reliability.test_workers import snapshot
 from tests.support.backends import postgres_schema
 from tests.support.live import start_server
+from tests.support.state import snapshot
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ import pytest
 
 from persona.config import Config
 from persona.engine import Engine
-from persona.profiles.reader import profile_json
 from persona.status import processing_of
+from tests.support.state import snapshot
 from tests.support.streams import random_stream
 
 pytestmark = [pytest.mark.backends, pytest.mark.slow]
@@ -75,21 +75,6 @@ def wait_for(condition: Any, timeout: float, what: str) -> float:
             raise TimeoutError(what)
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """Everything derived, table by table, and the profiles as the API shows them."""
-    db = engine.state_db
-    return {
-        "profiles": {p.id: profile_json(p) for p in engine.state.all_profiles()},
-        "records": db.query("SELECT id, root, created_seq, data FROM profiles ORDER BY id"),
-        "fragments": db.query("SELECT id, data FROM fragments ORDER BY id"),
-        "identities": db.query("SELECT key, profile_id FROM identities ORDER BY key"),
-        "timeline": db.query("SELECT profile_id, timestamp, seq FROM timeline ORDER BY seq"),
-        "merges": db.query("SELECT seq, at, survivor, merged, reason FROM merges ORDER BY seq, merged"),
-        "dropped": db.query("SELECT seq, kind, value, reason FROM dropped_links ORDER BY seq, kind, value"),
-        "counts": engine.state.counts(),
-    }
 
 
 def test_workers_that_join_leave_and_die_end_in_the_single_process_state(

@@ -178,12 +178,12 @@ class SQLEventLog:
                 yield _row_to_event(row)
             cursor = (rows[-1][7], rows[-1][0])
 
-    def get(self, seqs: Sequence[int]) -> list[Event]:
+    def get(self, seqs: Sequence[int], decode: Callable[[bytes], dict[str, Any]] | None = None) -> list[Event]:
         out: list[Event] = []
         for chunk in chunks(list(seqs), chunk_size(self.db.dialect)):
             where, params = where_in(self.db.dialect, "seq", chunk)
             rows = self.db.query(f"SELECT {_COLUMNS} FROM events WHERE {where}", params)
-            out.extend(_row_to_event(r) for r in rows)
+            out.extend(_row_to_event(r, decode or _decode) for r in rows)
         return out
 
     def last_seq(self) -> int:

@@ -31,10 +31,11 @@ from typing import Protocol
 
 from persona.identity.graph import BatchGraph, GraphCache
 from persona.identity.rules import IdentityRules
+from persona.log.events import Event
 from persona.log.store import EventLog
 from persona.profiles.profile import Profile, apply_event
 from persona.profiles.store import StateChanges, StateStore
-from persona.profiles.view import body_decoder
+from persona.profiles.view import body_decoder, decode_partial
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,11 @@ class Stage:
         self._pending = None
         future.result()
         self.position = checkpoint
+        self._landed(checkpoint)
         self._trim()  # only with nothing in flight: every key being written is cached
+
+    def _landed(self, through: int) -> None:
+        """A commit through `through` is on disk."""
 
     def _trim(self) -> None: ...
 
@@ -214,30 +219,15 @@ class FoldStage(Stage):
         assigned = self.state.assignments(self.partition, self._read_position, self.batch_size)
         if not assigned:
             return 0, self._read_position
-        events = {e.seq: e for e in self.log.get([seq for seq, _ in assigned])}  # erased ones are missing
-        missing = {pid for _, pid in assigned} - self.fragments.keys()
-        if missing:
-            self.fragments.update(self.state.fragments(missing))
-        for seq, pid in assigned:
-            event = events.get(seq)
-            if event is None:
-                continue
-            fragment = self.fragments.get(pid)
-            if fragment is None:
-                fragment = self.fragments[pid] = Profile.new(pid, event)
-            apply_event(fragment, event)
-            changes.fragments[pid] = fragment
-            changes.timeline.append((pid, event.timestamp, seq))
-        return len(assigned), assigned[-1][0]
+        events = {e.seq: e for e in self.log.get([seq for seq, _ in assigned], decode_partial)}
+        fold(self.state, self.fragments, [(events[seq], pid) for seq, pid in assigned if seq in events], changes)
+        return len(assigned), assigned[-1][0]  # erased events are missing: skipped
 
     def _before_commit(self, changes: StateChanges, committed: int, through: int) -> None:
         changes.folded.append((self.partition, committed, through))  # the queue entries now done
 
     def _trim(self) -> None:
-        excess = len(self.fragments) - self.max_cached
-        if excess > 0:
-            for key in list(itertools.islice(self.fragments, excess + self.max_cached // 4)):
-                del self.fragments[key]
+        _trim(self.fragments, self.max_cached)
 
     def _forget(self) -> None:
         self.fragments.clear()
@@ -246,19 +236,95 @@ class FoldStage(Stage):
         return self.state.pending(self.partition, self.position)
 
 
+def fold(state: StateStore, fragments: dict[str, Profile], assigned: list[tuple[Event, str]],
+         changes: StateChanges) -> None:
+    """Fold events into the fragments of the profile ids they were assigned to (`fragments` caches them)."""
+    missing = {pid for _, pid in assigned} - fragments.keys()
+    if missing:
+        fragments.update(state.fragments(missing))
+    for event, pid in assigned:
+        fragment = fragments.get(pid)
+        if fragment is None:
+            fragment = fragments[pid] = Profile.new(pid, event)
+        apply_event(fragment, event)
+        changes.fragments[pid] = fragment
+        changes.timeline.append((pid, event.timestamp, event.seq))
+
+
+class FusedStage(IdentityStage):
+    """Both stages at once, for a process that holds every lease: no queue in between.
+
+    It resolves a batch and folds it straight away, and commits the identity checkpoint
+    and every partition's together, so the state is the one the separate stages would
+    leave; it only saves writing, reading back and deleting the assignments, and reading
+    the events twice. Used only from an empty queue (`ready_to_fuse`)."""
+
+    def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, partitions: int, *,
+                 batch_size: int, commit_interval: float, max_cached: int = 100_000) -> None:
+        super().__init__(log_, state, rules, partitions, batch_size=batch_size, commit_interval=commit_interval)
+        self.folded = {fold_name(p): state.checkpoint(fold_name(p)) for p in range(partitions)}
+        self.fragments: dict[str, Profile] = {}
+        self.max_cached = max_cached
+
+    def _apply_next(self, changes: StateChanges) -> tuple[int, int]:
+        events = self.log.read(self._read_position, self.batch_size, self._decode)
+        if not events:
+            return 0, self._read_position
+        graph = BatchGraph(self.rules, self.state, events, self.cache, changes)
+        assigned = [(event, profile.id) for event in events if (profile := graph.resolve(event)) is not None]
+        fold(self.state, self.fragments, assigned, changes)
+        self.stats.unattributed += graph.unattributed
+        self.stats.merges += len(graph.merges)
+        return len(events), events[-1].seq
+
+    def _before_commit(self, changes: StateChanges, committed: int, through: int) -> None:
+        for name, position in self.folded.items():
+            changes.checkpoints[name] = (position, through)
+
+    def _landed(self, through: int) -> None:
+        self.folded = dict.fromkeys(self.folded, through)
+
+    def _trim(self) -> None:
+        super()._trim()
+        _trim(self.fragments, self.max_cached)
+
+    def _forget(self) -> None:
+        super()._forget()
+        self.fragments.clear()
+        self.folded = {name: self.state.checkpoint(name) for name in self.folded}
+
+    def lag(self) -> int:
+        return super().lag() + self.state.pending_total()
+
+
+def ready_to_fuse(stages: list[Stage], state: StateStore) -> bool:
+    """All stages flushed and caught up, and nothing waiting in the assignments queue."""
+    return all(stage._pending is None and not stage._open_events for stage in stages) and state.pending_total() == 0
+
+
+def _trim(cache: dict[str, Profile], budget: int) -> None:
+    """Forget the oldest entries once over budget (dicts keep insertion order)."""
+    excess = len(cache) - budget
+    if excess > 0:
+        for key in list(itertools.islice(cache, excess + budget // 4)):
+            del cache[key]
+
+
 class Processor:
     """Both stages, every partition, in one loop, without leases: `persona rebuild` and tests.
 
-    Running processes use `profiles/worker.py`, which takes leases on the stages it runs."""
+    It fuses the stages (`FusedStage`) as soon as the assignments queue is empty, unless
+    `fuse` is False. Running processes use `profiles/worker.py`, which takes leases."""
 
     def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, *, batch_size: int = 2000,
-                 commit_interval: float = 0.25, partitions: int = 8) -> None:
+                 commit_interval: float = 0.25, partitions: int = 8, fuse: bool = True) -> None:
         self.log = log_
         self.state = state
         self.rules = rules
         self._batch_size = batch_size
         self._commit_interval = commit_interval
         self.default_partitions = partitions
+        self.fuse = fuse
         self._build_stages()
 
     @property
@@ -286,25 +352,38 @@ class Processor:
         options = {"batch_size": self._batch_size, "commit_interval": self._commit_interval}
         self.identity = IdentityStage(self.log, self.state, self.rules, self.partitions, **options)
         self.folds = [FoldStage(self.log, self.state, p, **options) for p in range(self.partitions)]
+        self.fused: FusedStage | None = None
+
+    def _maybe_fuse(self) -> bool:
+        if self.fuse and self.fused is None and ready_to_fuse(self.stages, self.state):
+            self.fused = FusedStage(self.log, self.state, self.rules, self.partitions, batch_size=self._batch_size,
+                                    commit_interval=self._commit_interval)
+        return self.fused is not None
 
     @property
     def stages(self) -> list[Stage]:
-        return [self.identity, *self.folds]
+        return [self.fused] if self.fused is not None else [self.identity, *self.folds]
 
     @property
     def stats(self) -> ProcessorStats:
-        return self.identity.stats  # events resolved, merges: what progress is measured in
+        return self.stages[0].stats  # events resolved, merges: what progress is measured in
 
     @property
     def position(self) -> int:
-        return self.identity.position
+        return self.stages[0].position
 
     def process_batch(self) -> int:
         """One batch of each stage; the number of items they applied (0: all caught up)."""
-        done = self.identity.process_batch()
-        for fold in self.folds:
-            done += fold.process_batch()
-        return done
+        return self._step()[1]
+
+    def _step(self) -> tuple[int, int]:
+        """(events resolved, items applied) by one batch of each stage."""
+        if self.fused is None and not self._maybe_fuse():
+            resolved = self.identity.process_batch()
+            return resolved, resolved + sum(fold.process_batch() for fold in self.folds)
+        assert self.fused is not None
+        resolved = self.fused.process_batch()
+        return resolved, resolved
 
     def flush(self) -> None:
         for stage in self.stages:
@@ -313,17 +392,14 @@ class Processor:
     def run_until_caught_up(self, progress: Callable[[int], object] | None = None) -> int:
         """Apply everything in the log now; `progress` gets the events resolved so far. Returns that count."""
         total = 0
-        while n := self.identity.process_batch():
-            total += n
-            for fold in self.folds:  # keep the assignments queue short while replaying
-                fold.process_batch()
-            if progress is not None:
+        while True:
+            resolved, applied = self._step()
+            if not applied:
+                break
+            total += resolved
+            if progress is not None and resolved:
                 progress(total)
-        self.identity.flush()
-        for fold in self.folds:
-            while fold.process_batch():
-                pass
-            fold.flush()
+        self.flush()
         return total
 
     def reset(self) -> None:
@@ -334,6 +410,8 @@ class Processor:
 
     def lag(self) -> int:
         """Events not yet resolved plus assigned events not yet folded."""
+        if self.fused is not None:
+            return self.fused.lag()
         return self.identity.lag() + sum(fold.lag() for fold in self.folds)
 
 

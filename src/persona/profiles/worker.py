@@ -23,11 +23,13 @@ from persona.log.store import EventLog
 from persona.profiles.processor import (
     IDENTITY,
     FoldStage,
+    FusedStage,
     IdentityStage,
     ProcessorStats,
     Stage,
     StopSignal,
     fold_name,
+    ready_to_fuse,
     record_error,
 )
 from persona.profiles.store import CheckpointMoved, StateStore
@@ -50,12 +52,14 @@ class Worker:
         self.batch_size = batch_size
         self.commit_interval = commit_interval
         self.partitions = state.partitions(partitions)
-        self.stages: dict[str, Stage] = {}
+        self.stages: dict[str, Stage] = {}  # by lease name; fused: {identity: the FusedStage}
+        self.fused = False
         self.stats = ProcessorStats()  # events resolved and merges, by this worker's identity stages
         self._folds = [fold_name(p) for p in range(self.partitions)]
         # Each worker tries free partitions in its own order, so that joiners rarely collide.
         self._preference = sorted(self._folds, key=lambda n: zlib.crc32(f"{leases.worker_id}:{n}".encode()))
         self._failed: dict[str, float] = {}  # stage -> when it last failed
+        self._all = {IDENTITY, *self._folds}
 
     @property
     def worker_id(self) -> str:
@@ -101,7 +105,28 @@ class Worker:
                 log.exception("worker %s: %s failed at %s; retrying", self.worker_id, name, stage.position)
                 self._failed[name] = time.monotonic()
                 record_error(self.state, name, exc)
+        if (not done and not self.fused and not self._failed and set(self.stages) == self._all
+                and ready_to_fuse(list(self.stages.values()), self.state)):
+            self._fuse()
         return done
+
+    def _fuse(self) -> None:
+        """Holding everything with nothing queued: run both stages as one (see FusedStage)."""
+        self.stages = {IDENTITY: FusedStage(self.log, self.state, self.rules, self.partitions,
+                                            batch_size=self.batch_size, commit_interval=self.commit_interval)}
+        self.fused = True
+        log.info("worker %s runs every stage: fused them", self.worker_id)
+
+    def _unfuse(self) -> None:
+        """Back to a stage per lease, from what the fused stage committed."""
+        fused = self.stages.pop(IDENTITY)
+        self.fused = False
+        try:
+            fused.flush()
+        except Exception:  # whatever did not commit is redone from the checkpoints
+            log.warning("worker %s could not commit before splitting its stages", self.worker_id, exc_info=True)
+        for name in sorted(self._all):
+            self._take(name)
 
     def _process(self, stage: Stage) -> int:
         before = (stage.stats.events, getattr(stage.stats, "merges", 0))
@@ -120,7 +145,9 @@ class Worker:
             self.leases.join()
         members = self.leases.members()
         share = math.ceil(self.partitions / max(1, len(members)))
-        held = [n for n in self._preference if n in self.stages]
+        held = [n for n in self._preference if n in self.stages or self.fused]
+        if held[share:] and self.fused:
+            self._unfuse()
         for name in held[share:]:
             self._drop(name, flush=True)
         if held[share:]:
@@ -139,7 +166,7 @@ class Worker:
             log.info("worker %s took %s (%s workers)", self.worker_id, _names(taken), len(members))
 
     def held(self) -> str:
-        return _names(self.stages) or "nothing"
+        return _names(self._all if self.fused else self.stages) or "nothing"
 
     def _take(self, name: str) -> str:
         options = {"batch_size": self.batch_size, "commit_interval": self.commit_interval}
@@ -151,7 +178,10 @@ class Worker:
         return name
 
     def _drop(self, name: str, *, flush: bool) -> None:
+        """Stop running a stage and hand its lease back; a fused stage goes with every lease."""
         stage = self.stages.pop(name)
+        names = self._all if self.fused else {name}
+        self.fused = False
         try:
             if flush:
                 stage.flush()
@@ -160,7 +190,8 @@ class Worker:
         except Exception:  # whatever did not commit is redone by the next owner
             log.warning("worker %s could not commit %s before handing it back", self.worker_id, name,
                         exc_info=True)
-        self.leases.release(name)
+        for lease in names:
+            self.leases.release(lease)
 
     def shutdown(self) -> None:
         """Commit what is done and hand every lease back."""
