@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> dict:
                     time.sleep(0.05)
                 elapsed = time.perf_counter() - started
                 cpu = [sum(cpu_seconds(w.pid)) for w in workers]
+                pg = sum(postgres_cpu()) - sum(pg_before)  # before the workers' sessions end
                 for w in workers:
                     w.send_signal(2)
                     w.wait(timeout=60)
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
                 elapsed = time.perf_counter() - started
                 after = resource.getrusage(resource.RUSAGE_SELF)
                 cpu = [after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime]
-            pg = sum(postgres_cpu()) - sum(pg_before)
+                pg = sum(postgres_cpu()) - sum(pg_before)
             counts = engine.state.counts()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -13,15 +13,20 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from persona.config import Config
 from persona.engine import Engine
+from persona.errors import StoreError
 from persona.status import processing_of
+from tests.conftest import SECRET_KEY, WRITE_KEY
+from tests.support.live import start_server
 from tests.support.state import snapshot
 from tests.support.streams import random_stream
 
@@ -112,3 +117,44 @@ def test_workers_that_join_leave_and_die_end_in_the_single_process_state(
     assert shared["counts"].merges > 200 and shared["counts"].profiles > 20
     engine.rebuild()  # one process replays the same log from nothing
     assert snapshot(engine) == shared
+
+
+def test_api_nodes_and_a_worker_share_one_store(config: Config, tmp_path: Path) -> None:
+    """The deployment the README shows: `serve --role api` nodes take events and serve reads,
+    a `persona worker` processes; an event sent to one node is readable from the other."""
+    env = {"PERSONA_STORE": config.store_url}
+    nodes = [start_server(tmp_path / f"api{i}", WRITE_KEY, SECRET_KEY, extra_env=env, args=["--role", "api"])
+             for i in range(2)]
+    workers = Workers(config, tmp_path)
+    try:
+        workers.start("w1")
+        sent = httpx.post(f"{nodes[0].url}/v1/batch", auth=(WRITE_KEY, ""), json={"batch": [
+            {"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"plan": "pro"}},
+            {"type": "track", "anonymousId": "a1", "event": "Order Completed", "properties": {"revenue": 5}}]})
+        assert sent.status_code == 200
+        with nodes[1].reader() as reader:
+            wait_for(lambda: reader.get("/readyz").json()["checks"]["lag"] == 0, 30, "the worker to process")
+            profile = reader.get("/v1/profiles/anonymous_id:a1").json()
+            status = reader.get("/v1/status").json()["processor"]
+        assert profile["traits"] == {"plan": "pro"} and profile["orders"]["revenue"] == 5
+        assert status["workers"] == ["w1"] and status["identity"]["owner"] == "w1"
+        assert {p["owner"] for p in status["partitions"]} == {"w1"}
+    finally:
+        workers.stop_all()
+        for node in nodes:
+            node.stop()
+
+
+def test_rebuild_refuses_while_a_worker_holds_the_store(engine: Engine) -> None:
+    stop = threading.Event()
+    worker = engine.worker("busy")
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: worker.held() != "nothing", 10, "the worker to take its leases")
+        with pytest.raises(StoreError, match="stop it first"):
+            engine.rebuild()
+    finally:
+        stop.set()
+        thread.join()
+    assert engine.rebuild() == 0  # and runs once the worker has handed everything back

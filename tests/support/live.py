@@ -61,7 +61,7 @@ class LiveServer:
 
 
 def start_server(data_dir: Path, write_key: str, secret_key: str, port: int | None = None,
-                 extra_env: dict[str, str] | None = None) -> LiveServer:
+                 extra_env: dict[str, str] | None = None, args: list[str] | None = None) -> LiveServer:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PERSONA_WRITE_KEY": write_key, "PERSONA_SECRET_KEY": secret_key,
@@ -69,7 +69,8 @@ def start_server(data_dir: Path, write_key: str, secret_key: str, port: int | No
     log_path = data_dir / f"server-{port}.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "persona", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "persona", "serve", "--port", str(port), "--data-dir", str(data_dir),
+             *(args or [])],
             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -89,8 +89,13 @@ class Worker:
 
     def step(self) -> int:
         """One batch of every stage held; the number of items applied."""
+        draining = not self.fused and set(self.stages) == self._all and not self._failed
+        if draining:  # holding everything: empty the queue, then run fused (see FusedStage)
+            self.stages[IDENTITY].flush()
         done = 0
         for name, stage in list(self.stages.items()):
+            if draining and name == IDENTITY:
+                continue
             if time.monotonic() - self._failed.get(name, 0.0) < 1.0:
                 continue  # retry a failed stage after a pause
             try:
@@ -105,9 +110,9 @@ class Worker:
                 log.exception("worker %s: %s failed at %s; retrying", self.worker_id, name, stage.position)
                 self._failed[name] = time.monotonic()
                 record_error(self.state, name, exc)
-        if (not done and not self.fused and not self._failed and set(self.stages) == self._all
-                and ready_to_fuse(list(self.stages.values()), self.state)):
+        if draining and not done and ready_to_fuse(list(self.stages.values()), self.state):
             self._fuse()
+            return self.step()
         return done
 
     def _fuse(self) -> None:
