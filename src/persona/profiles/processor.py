@@ -8,7 +8,9 @@
 
 What an event does to a profile is commutative (latest-version traits, sums, unions), so a
 profile read as its fragments combined is the same whatever order the partitions ran in:
-several workers end in exactly the state one process replaying the log produces.
+several workers end in exactly the state one process replaying the log produces. A process
+that runs every stage (one worker alone, `persona rebuild`) fuses them (`FusedStage`):
+same state, without the queue in between.
 
 Each stage accumulates changes for `commit_interval` seconds and commits them with its
 checkpoint in one transaction, compare-and-set (see `profiles/store.py`), so a crash loses
@@ -101,6 +103,11 @@ class Stage:
         self.stats.events += applied
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         return applied
+
+    @property
+    def settled(self) -> bool:
+        """Nothing applied that is not committed."""
+        return self._pending is None and not self._open_events
 
     def _apply_next(self, changes: StateChanges) -> tuple[int, int]:
         """Apply the next batch after `_read_position` into `changes`: (items applied, last seq)."""
@@ -299,7 +306,7 @@ class FusedStage(IdentityStage):
 
 def ready_to_fuse(stages: list[Stage], state: StateStore) -> bool:
     """All stages flushed and caught up, and nothing waiting in the assignments queue."""
-    return all(stage._pending is None and not stage._open_events for stage in stages) and state.pending_total() == 0
+    return all(stage.settled for stage in stages) and state.pending_total() == 0
 
 
 def _trim(cache: dict[str, Profile], budget: int) -> None:

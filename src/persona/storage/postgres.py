@@ -9,7 +9,6 @@ reads and writes alike: a PostgreSQL restart delays requests, it does not fail t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import re
@@ -188,49 +187,3 @@ def migrate(conn: psycopg.Connection[Any], migrations: Sequence[Migration], comp
         log.info("applied migration %s %s %s", component, m.version, m.name)
         applied.append(m.version)
     return applied
-
-
-class AdvisoryLock:
-    """A PostgreSQL session lock: held while its connection lives, released when its holder dies."""
-
-    def __init__(self, url: PostgresURL, name: str, application_name: str = "persona") -> None:
-        self.url = url
-        self.name = name
-        self.key = lock_key(url.schema, name)
-        self.application_name = application_name
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def acquire(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = connect(self.url, f"{self.application_name} lock {self.name}")
-                if self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]:
-                    return True
-            except TRANSIENT:
-                self._close()
-            if time.monotonic() > deadline:
-                self._close()
-                return False
-            time.sleep(0.1)
-
-    def held(self) -> bool:
-        """Whether the lock's session is still alive (if it died, someone else may hold it now)."""
-        if self._conn is None:
-            return False
-        try:
-            self._conn.execute("SELECT 1").fetchone()
-            return True
-        except TRANSIENT:
-            self._close()
-            return False
-
-    def release(self) -> None:
-        self._close()  # closing the session releases its advisory locks
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
