@@ -25,6 +25,7 @@ from typing import IO, Any, Protocol
 
 import psycopg
 
+from persona.errors import ConfigError
 from persona.storage.postgres import TRANSIENT, PostgresURL, connect, lock_key
 
 LEASE_TIMEOUT = 15  # seconds of silence after which PostgreSQL ends a worker's session
@@ -64,6 +65,9 @@ class PostgresLeases:
         self.worker_id = worker_id
         # The session's name says which deployment (schema) and worker it is: members() reads it.
         self._prefix = f"persona worker {url.schema} "
+        if len(self._prefix + worker_id) > 63:  # PostgreSQL cuts session names there
+            raise ConfigError(f"worker id {worker_id!r} is too long for schema {url.schema!r}: keep the two "
+                              f"within {63 - len('persona worker  ')} characters", field="id")
         self._conn: psycopg.Connection[Any] | None = None
         self._held: set[str] = set()
 
