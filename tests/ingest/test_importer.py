@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ from persona.ingest.importer import ImportProgress, ImportResult, import_file
 from persona.ingest.mapping import RowMapping, load_mapping, parse_mapping
 from persona.log.events import to_micros
 from persona.log.export import export_parquet
+from tests.support.backends import postgres_schema
+
+pytestmark = pytest.mark.backends  # the contract suite: SQLite and PostgreSQL
 
 IMPORTED_AT = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
@@ -285,7 +289,9 @@ def test_an_export_imports_back_into_an_empty_store(engine: Engine, tmp_path: Pa
     run_import(engine, path, source="web")
     export_parquet(engine.log, tmp_path / "export")
     (part,) = (tmp_path / "export").glob("date=2026-09-01/*.parquet")
-    with Engine.open(config.with_overrides(data_dir=tmp_path / "other")) as other:
+    with contextlib.ExitStack() as stack:
+        fresh = stack.enter_context(postgres_schema()) if config.store else None  # an empty store either way
+        other = stack.enter_context(Engine.open(config.with_overrides(data_dir=tmp_path / "other", store=fresh)))
         result = run_import(other, part, source="web")
         assert result.accepted == 1
         assert [e.body for e in other.log.read(0, 10)] == [e.body for e in engine.log.read(0, 1)]
@@ -296,7 +302,7 @@ def test_import_command_while_another_engine_has_the_store_open(engine: Engine, 
     csv_path, _ = pos_files(tmp_path)
     (tmp_path / "pos.yaml").write_text(POS_YAML)
     args = ["import", str(csv_path), "--mapping", str(tmp_path / "pos.yaml"), "--source", "pos",
-            "--data-dir", str(engine.config.data_dir)]
+            "--store", engine.config.store_url]
     run = CliRunner().invoke(app, args)
     assert run.exit_code == 1, run.output  # some rows were rejected
     assert "5 rows read, 3 accepted, 0 duplicates, 2 rejected" in run.output

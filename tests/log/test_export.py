@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from persona.cli import app
@@ -16,6 +17,8 @@ from persona.engine import Engine
 from persona.log.events import Event, from_micros
 from persona.log.export import SCHEMA, export_parquet
 from tests.support.events import event
+
+pytestmark = pytest.mark.backends  # the contract suite: SQLite and PostgreSQL
 
 
 def fill(engine: Engine) -> list[Event]:
@@ -101,7 +104,7 @@ def test_empty_log_exports_nothing(engine: Engine, tmp_path: Path) -> None:
 def test_export_command(engine: Engine, tmp_path: Path) -> None:
     fill(engine)
     run = CliRunner().invoke(app, ["export", "--format", "parquet", "--out", str(tmp_path / "warehouse"),
-                                   "--since", "2026-09-02", "--data-dir", str(engine.config.data_dir)])
+                                   "--since", "2026-09-02", "--store", engine.config.store_url])
     assert run.exit_code == 0, run.output
     assert "exported 2 events in 2 files over 2 days" in run.output
     assert read_back(tmp_path / "warehouse").schema.names == [*SCHEMA.names, "date"]
