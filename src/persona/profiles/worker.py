@@ -38,7 +38,7 @@ from persona.storage.leases import Leases
 log = logging.getLogger(__name__)
 
 BALANCE_EVERY = 1.0   # seconds between looks at membership and free leases
-IDLE_MAX = 0.2        # longest sleep when there is nothing to do
+IDLE_MAX = 0.1        # longest sleep when there is nothing to do: bounds how far reads lag
 PROGRESS_EVERY = 30.0
 
 
