@@ -106,8 +106,7 @@ class BatchGraph:
             self._link(profile, kind, value)
         if event.type == "alias":
             profile = self._alias(profile, event)
-        self.changes.profiles[profile.id] = profile
-        return profile
+        return profile  # recorded in changes only where it changed: created, linked or merged
 
     def _owners_of(self, ids: list[Identifier]) -> list[str]:
         owners: list[str] = []
@@ -152,12 +151,14 @@ class BatchGraph:
     def _create(self, identifier: Identifier, event: Event) -> Profile:
         profile = Profile.new(new_profile_id(identifier, event.seq), event)
         self._profiles[profile.id] = profile
+        self.changes.profiles[profile.id] = profile
         return profile
 
     def _link(self, profile: Profile, kind: str, value: str) -> None:
         key = key_of(kind, value)
         if self._owners.get(key) != profile.id:
             self._owners[key] = profile.id
+            self.changes.profiles[profile.id] = profile
             self.changes.identities[key] = profile.id
         profile.add_identifier(kind, value)
 
