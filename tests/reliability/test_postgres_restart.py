@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -91,8 +93,13 @@ class Writer(threading.Thread):
 
 def test_a_postgresql_restart_under_load_loses_and_doubles_nothing(restartable: str, tmp_path: Path) -> None:
     with postgres_schema() as store:
-        server = start_server(tmp_path / "live", WRITE_KEY, SECRET_KEY,
-                              extra_env={"PERSONA_STORE": store, "PERSONA_COMMIT_INTERVAL": "0.05"})
+        env = {"PERSONA_STORE": store, "PERSONA_COMMIT_INTERVAL": "0.05"}
+        server = start_server(tmp_path / "live", WRITE_KEY, SECRET_KEY, extra_env=env)
+        # and a `persona worker` beside the server's own processor: they share the partitions
+        with open(tmp_path / "worker.log", "wb") as worker_log:
+            worker = subprocess.Popen([sys.executable, "-m", "persona", "worker", "--id", "w1"],
+                                      env={**os.environ, **env, "PERSONA_LOG_LEVEL": "INFO"},
+                                      stdout=worker_log, stderr=subprocess.STDOUT)
         writers = [Writer(server.url, n) for n in range(2)]
         try:
             for w in writers:
@@ -108,8 +115,12 @@ def test_a_postgresql_restart_under_load_loses_and_doubles_nothing(restartable: 
             for w in writers:
                 w.join(timeout=120)
             server.wait_processed(timeout=120)
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]  # it rode the restart out
         finally:
+            worker.send_signal(signal.SIGINT)
+            worker_exit = worker.wait(timeout=60)
             server.stop()
+        assert worker_exit == 0, (tmp_path / "worker.log").read_text()[-3000:]
         log = server.log_path.read_text()
         assert server.process.returncode == 0, log[-3000:]
         assert "retrying" in log and "lost its leases" in log  # the restart did cut the server off

@@ -76,7 +76,10 @@ class Worker:
         try:
             while not stop.is_set():
                 if time.monotonic() >= next_balance:
-                    self.balance()
+                    try:
+                        self.balance()
+                    except Exception:  # the store is unreachable for now: keep what we hold, look again
+                        log.warning("worker %s could not balance; retrying", self.worker_id, exc_info=True)
                     next_balance = time.monotonic() + BALANCE_EVERY
                 if self.step():
                     pause = 0.0
