@@ -158,3 +158,19 @@ def test_rebuild_refuses_while_a_worker_holds_the_store(engine: Engine) -> None:
         stop.set()
         thread.join()
     assert engine.rebuild() == 0  # and runs once the worker has handed everything back
+
+
+def test_serve_runs_its_processor_in_a_thread_when_told(config: Config, tmp_path: Path) -> None:
+    server = start_server(tmp_path / "serve", WRITE_KEY, SECRET_KEY,
+                          extra_env={"PERSONA_STORE": config.store_url, "PERSONA_PROCESSOR": "thread"})
+    try:
+        sent = httpx.post(f"{server.url}/v1/track", auth=(WRITE_KEY, ""),
+                          json={"userId": "u1", "event": "Order Completed", "properties": {"revenue": 7}})
+        assert sent.status_code == 200
+        status = server.wait_processed(timeout=30)
+        assert status["processor"]["mode"] == "thread" and status["processor"]["identity"]["owner"].startswith("serve-")
+        with server.reader() as reader:
+            assert reader.get("/v1/profiles/user_id:u1").json()["orders"]["revenue"] == 7
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log_path.read_text()[-3000:]
