@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from persona.access.keys import KeyKind
 from persona.config import SETTINGS, Config, load_config
@@ -85,12 +87,36 @@ def demo(
 
 
 @app.command()
-def status(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
-    """Log size, processor position and lag, profile counts."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="The same as GET /v1/status, as JSON.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Log size, lag and owner of every processing partition, live workers, profile counts."""
     from persona.status import status_of
 
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
-        console.print_json(data=status_of(engine))
+        report = status_of(engine)
+    if as_json:
+        console.print_json(data=report)
+        return
+    log_, processing, state = report["log"], report["processor"], report["state"]
+    console.print(f"log: {log_['events']:,} events (last seq {log_['last_seq']:,}), "
+                  f"{log_['quarantined']:,} quarantined")
+    console.print(f"processing: lag {processing['lag']:,}; workers: {', '.join(processing['workers']) or 'none'}")
+    table = Table("stage", "position", "waiting", "owner")
+    identity = processing["identity"]
+    table.add_row("identity", f"{identity['position']:,}", f"{identity['lag']:,}", identity["owner"] or "-")
+    for p in processing["partitions"]:
+        table.add_row(f"fold:{p['partition']}", f"{p['position']:,}", f"{p['pending']:,}", p["owner"] or "-")
+    console.print(table)
+    if processing["error"]:
+        console.print(f"[red]last error[/red] in {processing['error_in']} at {processing['error_at']}: "
+                      f"{escape(processing['error'])}")
+    console.print(f"profiles: {state['profiles']:,} ({state['merged_profiles']:,} merged away), "
+                  f"{state['identities']:,} identifiers, {state['merges']:,} merges, "
+                  f"{state['dropped_links']:,} links dropped by limits")
 
 
 @app.command()

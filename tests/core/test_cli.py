@@ -22,15 +22,17 @@ def test_status_and_rebuild_report_the_store(tmp_path: Path) -> None:
                            event("track", anon="a1", event="Product Viewed"),
                            event("identify", user="u2")])
     runner = CliRunner()
-    before = json.loads(runner.invoke(app, ["status", "--data-dir", str(data)]).output)
+    before = json.loads(runner.invoke(app, ["status", "--json", "--data-dir", str(data)]).output)
     assert before["log"]["events"] == 3
     assert before["processor"]["lag"] == 3  # nothing has processed this store yet
     rebuilt = runner.invoke(app, ["rebuild", "--data-dir", str(data)])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "replayed 3 events: 2 profiles" in rebuilt.output
-    after = json.loads(runner.invoke(app, ["status", "--data-dir", str(data)]).output)
+    after = json.loads(runner.invoke(app, ["status", "--json", "--data-dir", str(data)]).output)
     assert after["processor"]["lag"] == 0
     assert after["state"]["profiles"] == 2
+    readable = runner.invoke(app, ["status", "--data-dir", str(data)]).output
+    assert "log: 3 events" in readable and "fold:7" in readable and "profiles: 2 (0 merged away)" in readable
 
 
 def test_settings_lists_every_setting_with_its_environment_variable() -> None:
