@@ -1,0 +1,1 @@
+"""Audiences: segment and computed-trait definitions (evaluation follows in later steps)."""
