@@ -24,12 +24,17 @@ from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as STATE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
 from persona.profiles.worker import Worker
+from persona.segments.store import MIGRATIONS as DEFINITION_MIGRATIONS
+from persona.segments.store import DefinitionStore
 from persona.storage.leases import FileLeases, Leases, PostgresLeases
 from persona.storage.postgres import PostgresDatabase, PostgresURL
 from persona.storage.sql import Database
 from persona.storage.sqlite import SQLiteDatabase
 
 log = logging.getLogger(__name__)
+
+# What is not derived from events lives in the log's store: the log, keys, definitions.
+LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS]
 
 DEFAULT_SOURCE = "default"
 
@@ -45,6 +50,7 @@ class Engine:
     ingest: IngestService
     processor: Processor
     profiles: ProfileReader
+    definitions: DefinitionStore
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -59,6 +65,7 @@ class Engine:
             processor=Processor(event_log, state, config.identity, batch_size=config.batch_size,
                                 commit_interval=config.commit_interval, partitions=config.partitions),
             profiles=ProfileReader(state, event_log, config.identity),
+            definitions=DefinitionStore(log_db),
         )
         engine.seed_keys()
         return engine
@@ -112,11 +119,11 @@ def open_databases(config: Config, application_name: str = "persona") -> tuple[D
     if config.store is None:
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        return (SQLiteDatabase(data_dir / "log.db", [*LOG_MIGRATIONS, *KEY_MIGRATIONS], synchronous=config.synchronous),
+        return (SQLiteDatabase(data_dir / "log.db", LOG_STORE_MIGRATIONS, synchronous=config.synchronous),
                 SQLiteDatabase(data_dir / "state.db", STATE_MIGRATIONS, synchronous="NORMAL"))
     url = PostgresURL.parse(config.store)
     log.info("store: %s", url.redacted())
-    log_db = PostgresDatabase(url, [*LOG_MIGRATIONS, *KEY_MIGRATIONS], component="log",
+    log_db = PostgresDatabase(url, LOG_STORE_MIGRATIONS, component="log",
                               application_name=application_name)
     try:
         state_db = PostgresDatabase(url, STATE_MIGRATIONS, component="state", application_name=application_name)

@@ -319,6 +319,11 @@ def depends_on(condition: Condition) -> set[str]:
     return {ref.segment for ref, _ in _references(condition, "") if isinstance(ref, SegmentCondition)}
 
 
+def computed_used(condition: Condition) -> set[str]:
+    """The computed traits a condition compares."""
+    return {ref.computed for ref, _ in _references(condition, "") if isinstance(ref, ComputedCondition)}
+
+
 def _no_cycle(segment_id: str, by_id: Mapping[str, SegmentDefinition], trail: list[str]) -> None:
     if segment_id in trail:
         loop = " -> ".join([*trail[trail.index(segment_id):], segment_id])

@@ -1,0 +1,129 @@
+"""Where segment and computed-trait definitions are kept: beside the keys, as configuration.
+
+Definitions are not derived from events, so they live with the log's store (`log.db`, or
+the log's tables on PostgreSQL) and survive a rebuild. Each is stored as the JSON it was
+written in, once it has parsed and the whole set, with it, still hangs together (every
+reference known, no loops); a definition others refer to cannot be deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from persona.errors import NotFound, RequestError
+from persona.segments.definitions import (
+    ComputedTrait,
+    DefinitionError,
+    SegmentDefinition,
+    check_references,
+    computed_used,
+    depends_on,
+    parse_computed_trait,
+    parse_segment,
+)
+from persona.storage.sql import Connection, Database, Migration
+
+Kind = Literal["segment", "computed_trait"]
+
+MIGRATIONS = [
+    Migration(200, "segment and computed-trait definitions", [
+        """CREATE TABLE definitions (
+            kind TEXT NOT NULL CHECK (kind IN ('segment', 'computed_trait')),
+            id TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (kind, id)
+        )""",
+    ], postgres=[
+        """CREATE TABLE definitions (
+            kind TEXT NOT NULL CHECK (kind IN ('segment', 'computed_trait')),
+            id TEXT NOT NULL,
+            body BYTEA NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (kind, id)
+        )""",
+    ]),
+]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class Conflict(RequestError):
+    status = 409
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    kind: Kind
+    id: str
+    body: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+class DefinitionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def list(self, kind: Kind) -> list[StoredDefinition]:
+        rows = self.db.query("SELECT kind, id, body, created_at, updated_at FROM definitions WHERE kind = ?"
+                             " ORDER BY id", (kind,))
+        return [StoredDefinition(r[0], r[1], _decode(r[2]), r[3], r[4]) for r in rows]
+
+    def get(self, kind: Kind, definition_id: str) -> StoredDefinition:
+        row = self.db.query_one("SELECT kind, id, body, created_at, updated_at FROM definitions"
+                                " WHERE kind = ? AND id = ?", (kind, definition_id))
+        if row is None:
+            raise NotFound(f"no {kind.replace('_', ' ')} {definition_id!r}", field="id")
+        return StoredDefinition(row[0], row[1], _decode(row[2]), row[3], row[4])
+
+    def parsed(self) -> tuple[list[SegmentDefinition], list[ComputedTrait]]:
+        return ([parse_segment(d.body) for d in self.list("segment")],
+                [parse_computed_trait(d.body) for d in self.list("computed_trait")])
+
+    def save(self, kind: Kind, body: Any, *, replace: str | None = None) -> StoredDefinition:
+        """Create (`replace` None: the id must be new) or replace the definition `replace`."""
+        parsed = parse_segment(body) if kind == "segment" else parse_computed_trait(body)
+        if replace is not None and parsed.id != replace:
+            raise DefinitionError(f"the body's id {parsed.id!r} is not {replace!r}", field="id")
+        segments, traits = self.parsed()
+        if kind == "segment":
+            exists = any(s.id == parsed.id for s in segments)
+            segments = [s for s in segments if s.id != parsed.id] + [parsed]  # type: ignore[list-item]
+        else:
+            exists = any(t.id == parsed.id for t in traits)
+            traits = [t for t in traits if t.id != parsed.id] + [parsed]  # type: ignore[list-item]
+        if replace is None and exists:
+            raise Conflict(f"{kind.replace('_', ' ')} {parsed.id!r} exists; PUT replaces it", field="id")
+        if replace is not None and not exists:
+            raise NotFound(f"no {kind.replace('_', ' ')} {replace!r}", field="id")
+        check_references(segments, traits)
+        now = time.time()
+        encoded = _encode(body)
+
+        def write(conn: Connection) -> None:
+            conn.execute("INSERT INTO definitions VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE"
+                         " SET body = excluded.body, updated_at = excluded.updated_at",
+                         (kind, parsed.id, encoded, now, now))
+
+        self.db.write(write)
+        return self.get(kind, parsed.id)
+
+    def delete(self, kind: Kind, definition_id: str) -> None:
+        self.get(kind, definition_id)  # 404 if absent
+        segments, _ = self.parsed()
+        for segment in segments:
+            refers = definition_id in (depends_on(segment.where) if kind == "segment"
+                                       else computed_used(segment.where))
+            if refers and not (kind == "segment" and segment.id == definition_id):
+                raise Conflict(f"segment {segment.id!r} refers to {definition_id!r}: change it first", field="id")
+        self.db.write(lambda c: c.execute("DELETE FROM definitions WHERE kind = ? AND id = ?", (kind, definition_id)))
+
