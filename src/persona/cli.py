@@ -23,6 +23,8 @@ app = typer.Typer(help="persona: self-hosted real-time customer data and persona
                   no_args_is_help=True, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Sources, write keys and secret keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+segments_app = typer.Typer(help="Segment and computed-trait definitions (docs/segments.md).", no_args_is_help=True)
+app.add_typer(segments_app, name="segments")
 console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PERSONA_DATA_DIR).")]
@@ -271,6 +273,36 @@ def revoke(fingerprint: str, data_dir: DataDir = None, store: Store = None) -> N
         ok = engine.keys.revoke(fingerprint)
     console.print("revoked" if ok else "no active key has that fingerprint")
     raise typer.Exit(0 if ok else 1)
+
+
+@segments_app.command("apply")
+def segments_apply(
+    file: Annotated[Path, typer.Argument(help="YAML with segments: and computed_traits: lists.")],
+    prune: Annotated[bool, typer.Option("--prune", help="Also delete definitions the file does not have.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Make the store hold the file's definitions (checked together first); a running server sees them at once."""
+    from persona.segments.store import read_definitions_file
+
+    definitions = read_definitions_file(file)
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        applied = engine.definitions.apply(definitions, prune=prune)
+    for what in ("created", "updated", "deleted"):
+        for label in getattr(applied, what):
+            console.print(f"{what} {label}")
+    console.print(f"{len(applied.created)} created, {len(applied.updated)} updated, "
+                  f"{len(applied.unchanged)} unchanged, {len(applied.deleted)} deleted")
+
+
+@segments_app.command("list")
+def segments_list(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Every segment and computed trait in the store."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        for kind in ("segment", "computed_trait"):
+            for d in engine.definitions.list(kind):  # type: ignore[arg-type]
+                console.print(f"{kind:15} {d.id:30} {d.body.get('name', '')}", markup=False)
 
 
 @app.command()

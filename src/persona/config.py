@@ -53,6 +53,9 @@ SETTINGS = [
             "'thread' (inside the server process) or 'off' (another process such as a second serve does it)."),
     Setting("ready_max_lag", 100_000,
             "GET /readyz answers 503 while more events than this wait to be processed (0: never for lag).", int),
+    Setting("definitions", None,
+            "YAML file of segments and computed traits that `persona serve` applies on start (definitions as "
+            "code; `persona segments apply FILE` applies it again while it runs)."),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -73,6 +76,7 @@ class Config:
     partitions: int = 8
     processor: str = "process"
     ready_max_lag: int = 100_000
+    definitions: Path | None = None
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
 
@@ -117,6 +121,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     values.update(from_env)
     values.update(given)
     values["data_dir"] = Path(values["data_dir"])
+    values["definitions"] = Path(values["definitions"]) if values["definitions"] else None
     values["store"], values["data_dir"] = _store(values["store"], values["data_dir"])
     values["config"] = path if path.exists() else None
     if str(values["synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):

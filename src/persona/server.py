@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -86,6 +87,8 @@ class Server:
         self.config = config
         self.engine = Engine.open(config)
         self.created_keys = first_run_keys(self.engine)
+        if config.definitions is not None:
+            self.apply_definitions(config.definitions)
         self.app = create_app(self.engine)
         self.uvicorn = _Uvicorn(uvicorn.Config(
             self.app, host=config.host, port=config.port, log_level=config.log_level.lower(),
@@ -93,6 +96,18 @@ class Server:
         ))
         self._thread: threading.Thread | None = None
         self._child: ProcessorProcess | ProcessorThread | None = None
+
+    def apply_definitions(self, path: Path) -> None:
+        from persona.segments.store import read_definitions_file
+
+        try:
+            applied = self.engine.definitions.apply(read_definitions_file(path))
+        except BaseException:
+            self.engine.close()
+            self.socket.close()
+            raise
+        log.info("definitions from %s: %s created, %s updated, %s unchanged", path, len(applied.created),
+                 len(applied.updated), len(applied.unchanged))
 
     @property
     def url(self) -> str:

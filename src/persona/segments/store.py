@@ -9,10 +9,12 @@ reference known, no loops); a definition others refer to cannot be deleted.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import yaml
 
 from persona.errors import NotFound, RequestError
 from persona.segments.definitions import (
@@ -58,6 +60,16 @@ _decode = msgspec.json.Decoder().decode
 class Conflict(RequestError):
     status = 409
     code = "conflict"
+
+
+@dataclass
+class Applied:
+    """What `apply` changed, by kind and id."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,52 @@ class DefinitionStore:
         self.db.write(write)
         return self.get(kind, parsed.id)
 
+    def apply(self, definitions: dict[Kind, list[Any]], *, prune: bool = False) -> Applied:
+        """Make the store hold these definitions (definitions as code); `prune` deletes the others.
+
+        All of them are checked, together with what stays, before anything is written; then
+        they are written in one transaction."""
+        parsed: dict[tuple[Kind, str], Any] = {}
+        for kind, bodies in definitions.items():
+            for i, body in enumerate(bodies):
+                path = f"{'segments' if kind == 'segment' else 'computed_traits'}[{i}]"
+                item = parse_segment(body, path) if kind == "segment" else parse_computed_trait(body, path)
+                if (kind, item.id) in parsed:
+                    raise DefinitionError(f"{item.id!r} is defined twice", field=f"{path}.id")
+                parsed[(kind, item.id)] = (item, body)
+        existing = {(d.kind, d.id): d for kind in ("segment", "computed_trait") for d in self.list(kind)}
+        kept = {key: (parse_segment(d.body) if key[0] == "segment" else parse_computed_trait(d.body), d.body)
+                for key, d in existing.items() if key not in parsed and not prune}
+        final = {**kept, **parsed}
+        check_references([v[0] for k, v in final.items() if k[0] == "segment"],
+                         [v[0] for k, v in final.items() if k[0] == "computed_trait"])
+        applied = Applied()
+        now = time.time()
+        rows = []
+        for key, (_, body) in parsed.items():
+            before = existing.get(key)
+            label = f"{key[0]}:{key[1]}"
+            if before is None:
+                applied.created.append(label)
+            elif before.body == body:
+                applied.unchanged.append(label)
+                continue
+            else:
+                applied.updated.append(label)
+            rows.append((key[0], key[1], _encode(body), now, now))
+        gone = [key for key in existing if key not in final]
+        applied.deleted = [f"{kind}:{definition_id}" for kind, definition_id in gone]
+
+        def write(conn: Connection) -> None:
+            conn.executemany("INSERT INTO definitions VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE"
+                             " SET body = excluded.body, updated_at = excluded.updated_at", rows)
+            for kind, definition_id in gone:
+                conn.execute("DELETE FROM definitions WHERE kind = ? AND id = ?", (kind, definition_id))
+
+        if rows or gone:
+            self.db.write(write)
+        return applied
+
     def delete(self, kind: Kind, definition_id: str) -> None:
         self.get(kind, definition_id)  # 404 if absent
         segments, _ = self.parsed()
@@ -127,3 +185,23 @@ class DefinitionStore:
                 raise Conflict(f"segment {segment.id!r} refers to {definition_id!r}: change it first", field="id")
         self.db.write(lambda c: c.execute("DELETE FROM definitions WHERE kind = ? AND id = ?", (kind, definition_id)))
 
+
+
+def read_definitions_file(path: Path) -> dict[Kind, list[Any]]:
+    """A YAML file with `segments:` and `computed_traits:` lists (either may be left out)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"{path}: not valid YAML: {exc}", field="file") from None
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{path}: expected segments: and computed_traits: lists", field="file")
+    for key in raw:
+        if key not in ("segments", "computed_traits"):
+            raise DefinitionError(f"{path}: unknown section {key!r}; use segments and computed_traits", field=key)
+    out: dict[Kind, list[Any]] = {}
+    for key, kind in (("segments", "segment"), ("computed_traits", "computed_trait")):
+        items = raw.get(key) or []
+        if not isinstance(items, list):
+            raise DefinitionError(f"{path}: {key} is a list", field=key)
+        out[kind] = items  # type: ignore[index]
+    return out
