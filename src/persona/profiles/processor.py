@@ -55,11 +55,9 @@ def partition_of(profile_id: str, partitions: int) -> int:
 
 @dataclass
 class ProcessorStats:
-    batches: int = 0
     events: int = 0
     unattributed: int = 0
     merges: int = 0
-    last_batch_ms: float = 0.0
 
 
 class Stage:
@@ -84,7 +82,6 @@ class Stage:
 
     def process_batch(self) -> int:
         """Read and apply the next batch in memory; commit when the interval is up. 0: caught up."""
-        started = time.perf_counter()
         try:
             applied, last = self._apply_next(self._open)
             if not applied:
@@ -99,9 +96,7 @@ class Stage:
             self.abandon()
             raise
         self._read_position = last
-        self.stats.batches += 1
         self.stats.events += applied
-        self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         return applied
 
     @property

@@ -23,14 +23,6 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 
 
-class Cursor(Protocol):
-    rowcount: int
-
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-    def __iter__(self) -> Iterator[Any]: ...
-
-
 class Connection(Protocol):
     """The part of a DB-API connection the stores use (sqlite3's, or psycopg's behind an adapter)."""
 
