@@ -56,6 +56,9 @@ SETTINGS = [
     Setting("definitions", None,
             "YAML file of segments and computed traits that `persona serve` applies on start (definitions as "
             "code; `persona segments apply FILE` applies it again while it runs)."),
+    Setting("segment_time_check", 60.0,
+            "Seconds between the audience stage's looks for profiles whose segments change with time alone "
+            "(`no purchase in 90 days` becoming true): the most such a transition is announced late.", float),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -77,6 +80,7 @@ class Config:
     processor: str = "process"
     ready_max_lag: int = 100_000
     definitions: Path | None = None
+    segment_time_check: float = 60.0
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
 
@@ -131,6 +135,8 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
         raise ConfigError("partitions must be between 1 and 1024", field="partitions")
     if values["processor"] not in ("process", "thread", "off"):
         raise ConfigError("processor must be process, thread or off", field="processor")
+    if values["segment_time_check"] <= 0:
+        raise ConfigError("segment_time_check must be more than 0 seconds", field="segment_time_check")
     names = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in values.items() if k in names})
     if file_config.identity is not None:

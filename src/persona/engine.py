@@ -21,9 +21,12 @@ from persona.log.sql import MIGRATIONS as LOG_MIGRATIONS
 from persona.log.sql import SQLEventLog
 from persona.profiles.processor import IDENTITY, Processor, fold_name
 from persona.profiles.reader import ProfileReader
-from persona.profiles.sql import MIGRATIONS as STATE_MIGRATIONS
+from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
 from persona.profiles.worker import Worker
+from persona.segments.sql import MIGRATIONS as AUDIENCE_MIGRATIONS
+from persona.segments.sql import AudienceStore
+from persona.segments.stage import AUDIENCES, SYSTEM_SOURCE, AudienceStage
 from persona.segments.store import MIGRATIONS as DEFINITION_MIGRATIONS
 from persona.segments.store import DefinitionStore
 from persona.storage.leases import FileLeases, Leases, PostgresLeases
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # What is not derived from events lives in the log's store: the log, keys, definitions.
 LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS]
+# Derived from the log: profiles and their identity graph, audiences.
+STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS]
 
 DEFAULT_SOURCE = "default"
 
@@ -51,6 +56,8 @@ class Engine:
     processor: Processor
     profiles: ProfileReader
     definitions: DefinitionStore
+    audiences: AudienceStore
+    audience_stage: Callable[[], AudienceStage]  # a new one, for whoever runs the stage
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -59,19 +66,28 @@ class Engine:
         event_log = SQLEventLog(log_db)
         keys = SQLKeyStore(log_db)
         state = SQLStateStore(state_db)
+        definitions = DefinitionStore(log_db)
+        audiences = AudienceStore(state_db, AUDIENCES)
+
+        def audience_stage() -> AudienceStage:
+            return AudienceStage(event_log, state, audiences, definitions, config.identity,
+                                 batch_size=config.batch_size, check_every=config.segment_time_check)
+
         engine = cls(
             config=config, log_db=log_db, state_db=state_db, log=event_log, keys=keys, state=state,
             ingest=IngestService(event_log, keys),
             processor=Processor(event_log, state, config.identity, batch_size=config.batch_size,
-                                commit_interval=config.commit_interval, partitions=config.partitions),
+                                commit_interval=config.commit_interval, partitions=config.partitions,
+                                followers=lambda: [audience_stage()]),
             profiles=ProfileReader(state, event_log, config.identity),
-            definitions=DefinitionStore(log_db),
+            definitions=definitions, audiences=audiences, audience_stage=audience_stage,
         )
         engine.seed_keys()
         return engine
 
     def seed_keys(self) -> None:
-        """Create the keys named in the environment, so scripts can run unattended."""
+        """Create the keys named in the environment, so scripts can run unattended (and the system source)."""
+        self.keys.create_source(SYSTEM_SOURCE, "persona (segment transitions)")
         if self.config.write_key:
             self.keys.create_key(KeyKind.WRITE, "seeded", DEFAULT_SOURCE, plaintext=self.config.write_key)
         if self.config.secret_key:
@@ -86,10 +102,11 @@ class Engine:
     def worker(self, worker_id: str) -> Worker:
         config = self.config
         return Worker(self.log, self.state, config.identity, self.leases(worker_id), batch_size=config.batch_size,
-                      commit_interval=config.commit_interval, partitions=config.partitions)
+                      commit_interval=config.commit_interval, partitions=config.partitions,
+                      followers={AUDIENCES: self.audience_stage})
 
     def lease_names(self) -> list[str]:
-        return [IDENTITY, *(fold_name(p) for p in range(self.processor.partitions))]
+        return [IDENTITY, *(fold_name(p) for p in range(self.processor.partitions)), AUDIENCES]
 
     def rebuild(self, progress: Callable[[int], object] | None = None) -> int:
         """Throw away all derived state and replay the whole log; returns events replayed."""
@@ -98,6 +115,7 @@ class Engine:
             if not all(leases.try_acquire(name) for name in self.lease_names()):
                 raise StoreError("a running processor or worker holds this store: stop it first")
             self.state.reset()
+            self.audiences.reset()
             self.processor.reset()
             return self.processor.run_until_caught_up(progress)
         finally:
@@ -120,13 +138,13 @@ def open_databases(config: Config, application_name: str = "persona") -> tuple[D
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         return (SQLiteDatabase(data_dir / "log.db", LOG_STORE_MIGRATIONS, synchronous=config.synchronous),
-                SQLiteDatabase(data_dir / "state.db", STATE_MIGRATIONS, synchronous="NORMAL"))
+                SQLiteDatabase(data_dir / "state.db", STATE_STORE_MIGRATIONS, synchronous="NORMAL"))
     url = PostgresURL.parse(config.store)
     log.info("store: %s", url.redacted())
     log_db = PostgresDatabase(url, LOG_STORE_MIGRATIONS, component="log",
                               application_name=application_name)
     try:
-        state_db = PostgresDatabase(url, STATE_MIGRATIONS, component="state", application_name=application_name)
+        state_db = PostgresDatabase(url, STATE_STORE_MIGRATIONS, component="state", application_name=application_name)
     except BaseException:
         log_db.close()
         raise

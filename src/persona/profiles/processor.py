@@ -29,20 +29,17 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from persona.identity.graph import BatchGraph, GraphCache
 from persona.identity.rules import IdentityRules
 from persona.log.events import Event
 from persona.log.store import EventLog
 from persona.profiles.profile import Profile, apply_event
-from persona.profiles.store import StateChanges, StateStore
+from persona.profiles.store import IDENTITY, StateChanges, StateStore
 from persona.profiles.view import body_decoder, decode_partial
 
 log = logging.getLogger(__name__)
-
-IDENTITY = "identity"
-
 
 def fold_name(partition: int) -> str:
     return f"fold:{partition}"
@@ -229,7 +226,7 @@ class FoldStage(Stage):
         changes.folded.append((self.partition, committed, through))  # the queue entries now done
 
     def _trim(self) -> None:
-        _trim(self.fragments, self.max_cached)
+        trim_cache(self.fragments, self.max_cached)
 
     def _forget(self) -> None:
         self.fragments.clear()
@@ -288,7 +285,7 @@ class FusedStage(IdentityStage):
 
     def _trim(self) -> None:
         super()._trim()
-        _trim(self.fragments, self.max_cached)
+        trim_cache(self.fragments, self.max_cached)
 
     def _forget(self) -> None:
         super()._forget()
@@ -304,7 +301,7 @@ def ready_to_fuse(stages: list[Stage], state: StateStore) -> bool:
     return all(stage.settled for stage in stages) and state.pending_total() == 0
 
 
-def _trim(cache: dict[str, Profile], budget: int) -> None:
+def trim_cache(cache: dict[str, Any], budget: int) -> None:
     """Forget the oldest entries once over budget (dicts keep insertion order)."""
     excess = len(cache) - budget
     if excess > 0:
@@ -312,14 +309,29 @@ def _trim(cache: dict[str, Profile], budget: int) -> None:
             del cache[key]
 
 
+class Follower(Protocol):
+    """A stage that follows the folds with a lease of its own (the audience stage)."""
+
+    name: str
+    position: int
+    stats: ProcessorStats
+
+    def process_batch(self) -> int: ...
+    def flush(self) -> None: ...
+    def abandon(self) -> None: ...
+    def lag(self) -> int: ...
+
+
 class Processor:
     """Both stages, every partition, in one loop, without leases: `persona rebuild` and tests.
 
     It fuses the stages (`FusedStage`) as soon as the assignments queue is empty, unless
-    `fuse` is False. Running processes use `profiles/worker.py`, which takes leases."""
+    `fuse` is False; `followers` makes the stages that follow the folds (see `Follower`).
+    Running processes use `profiles/worker.py`, which takes leases."""
 
     def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, *, batch_size: int = 2000,
-                 commit_interval: float = 0.25, partitions: int = 8, fuse: bool = True) -> None:
+                 commit_interval: float = 0.25, partitions: int = 8, fuse: bool = True,
+                 followers: Callable[[], list[Follower]] = list) -> None:
         self.log = log_
         self.state = state
         self.rules = rules
@@ -327,6 +339,7 @@ class Processor:
         self._commit_interval = commit_interval
         self.default_partitions = partitions
         self.fuse = fuse
+        self._make_followers = followers
         self._build_stages()
 
     @property
@@ -355,6 +368,7 @@ class Processor:
         self.identity = IdentityStage(self.log, self.state, self.rules, self.partitions, **options)
         self.folds = [FoldStage(self.log, self.state, p, **options) for p in range(self.partitions)]
         self.fused: FusedStage | None = None
+        self.followers = self._make_followers()
 
     def _maybe_fuse(self) -> bool:
         if self.fuse and self.fused is None and ready_to_fuse(self.stages, self.state):
@@ -382,13 +396,14 @@ class Processor:
         """(events resolved, items applied) by one batch of each stage."""
         if self.fused is None and not self._maybe_fuse():
             resolved = self.identity.process_batch()
-            return resolved, resolved + sum(fold.process_batch() for fold in self.folds)
-        assert self.fused is not None
-        resolved = self.fused.process_batch()
-        return resolved, resolved
+            applied = resolved + sum(fold.process_batch() for fold in self.folds)
+        else:
+            assert self.fused is not None
+            resolved = applied = self.fused.process_batch()
+        return resolved, applied + sum(follower.process_batch() for follower in self.followers)
 
     def flush(self) -> None:
-        for stage in self.stages:
+        for stage in [*self.stages, *self.followers]:
             stage.flush()
 
     def run_until_caught_up(self, progress: Callable[[int], object] | None = None) -> int:
@@ -406,15 +421,15 @@ class Processor:
 
     def reset(self) -> None:
         """Forget positions and caches: after the state was emptied for a replay, or a restart."""
-        for stage in self.stages:
-            stage.flush()
+        self.flush()
         self._build_stages()
 
     def lag(self) -> int:
         """Events not yet resolved plus assigned events not yet folded."""
+        following = sum(follower.lag() for follower in self.followers)
         if self.fused is not None:
-            return self.fused.lag()
-        return self.identity.lag() + sum(fold.lag() for fold in self.folds)
+            return self.fused.lag() + following
+        return self.identity.lag() + sum(fold.lag() for fold in self.folds) + following
 
 
 def record_error(state: StateStore, name: str, error: Exception | None) -> None:

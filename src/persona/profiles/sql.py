@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import msgspec
 
 from persona.profiles.profile import Profile, combine
-from persona.profiles.store import CheckpointMoved, MergeRecord, StateChanges, StateCounts
+from persona.profiles.store import IDENTITY, CheckpointMoved, MergeRecord, StateChanges, StateCounts
 from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, marks, where_in
 
 MIGRATIONS = [
@@ -75,7 +75,7 @@ MIGRATIONS = [
         "CREATE TABLE assignments (seq INTEGER PRIMARY KEY, partition INTEGER NOT NULL, profile_id TEXT NOT NULL)",
         "CREATE INDEX assignments_partition ON assignments (partition, seq)",
         "CREATE TABLE processing_settings (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        "DROP TABLE checkpoints",  # now with the id of the commit that set it (see _move_checkpoints)
+        "DROP TABLE checkpoints",  # now with the id of the commit that set it (see move_checkpoints)
         "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, commit_id TEXT)",
         *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links")),
     ], postgres=[
@@ -90,6 +90,11 @@ MIGRATIONS = [
         "DROP TABLE checkpoints",
         "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, seq BIGINT NOT NULL, commit_id TEXT)",
         *(f"DELETE FROM {table}" for table in ("identities", "timeline", "merges", "dropped_links")),
+    ]),
+    # The audience stage follows the log behind the folds: which profile each event went to, and merges.
+    Migration(4, "events and merges by position", [
+        "CREATE INDEX timeline_seq ON timeline (seq)",
+        "CREATE INDEX merges_seq ON merges (seq)",
     ]),
 ]
 
@@ -186,7 +191,7 @@ class SQLStateStore:
         dialect = self.db.dialect
 
         def write(conn: Connection) -> None:
-            if not _move_checkpoints(conn, checkpoints, commit_id):
+            if not move_checkpoints(conn, checkpoints, commit_id):
                 return  # a retry of a commit that landed
             _PROFILES.run(conn, dialect, profile_rows)
             for merged, survivor in changes.repoints:
@@ -238,6 +243,36 @@ class SQLStateStore:
                     fragments[root].append(_decode_profile(fragment))
         return {root: combine(identity[root], fragments[root]) for root in roots if root in identity}
 
+    def combined(self, roots: list[str]) -> dict[str, Profile]:
+        """Whole profiles by root id."""
+        return self._combined(roots)
+
+    def folded_through(self) -> int:
+        """The position through which every event has been resolved and folded."""
+        row = self.db.query_one("SELECT (SELECT seq FROM checkpoints WHERE name = ?),"
+                                " (SELECT min(seq) FROM assignments)", (IDENTITY,))
+        resolved = int(row[0] or 0) if row else 0
+        return resolved if row is None or row[1] is None else min(resolved, int(row[1]) - 1)
+
+    def assigned(self, after: int, through: int) -> dict[int, str]:
+        """seq -> the profile id each event in (after, through] was folded into."""
+        rows = self.db.query("SELECT seq, profile_id FROM timeline WHERE seq > ? AND seq <= ?", (after, through))
+        return {r[0]: r[1] for r in rows}
+
+    def merges_between(self, after: int, through: int) -> list[MergeRecord]:
+        rows = self.db.query("SELECT seq, at, survivor, merged, reason FROM merges WHERE seq > ? AND seq <= ?"
+                             " ORDER BY seq", (after, through))
+        return [MergeRecord(*r) for r in rows]
+
+    def roots(self, ids: set[str]) -> dict[str, str]:
+        """profile id -> the id of the profile it is part of now."""
+        wanted = list(ids)
+        out: dict[str, str] = {}
+        for chunk in chunks(wanted, chunk_size(self.db.dialect)):
+            clause, params = where_in(self.db.dialect, "id", chunk)
+            out.update({r[0]: r[1] for r in self.db.query(f"SELECT id, root FROM profiles WHERE {clause}", params)})
+        return out
+
     def owner(self, kind: str, value: str) -> str | None:
         row = self.db.query_one("SELECT profile_id FROM identities WHERE key = ?", (f"{kind}:{value}",))
         return row[0] if row else None
@@ -287,7 +322,7 @@ class SQLStateStore:
         self.db.write(write)
 
 
-def _move_checkpoints(conn: Connection, checkpoints: dict[str, tuple[int, int]], commit_id: str) -> bool:
+def move_checkpoints(conn: Connection, checkpoints: dict[str, tuple[int, int]], commit_id: str) -> bool:
     """Compare-and-set every checkpoint; False if this very commit has landed before (a retry
     after the connection dropped during COMMIT), recognised by its id.
 

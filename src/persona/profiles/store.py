@@ -19,6 +19,8 @@ from typing import Protocol
 
 from persona.profiles.profile import Profile
 
+IDENTITY = "identity"  # the identity stage's checkpoint and lease
+
 
 @dataclass(frozen=True)
 class MergeRecord:

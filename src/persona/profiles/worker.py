@@ -23,6 +23,7 @@ from persona.log.store import EventLog
 from persona.profiles.processor import (
     IDENTITY,
     FoldStage,
+    Follower,
     FusedStage,
     IdentityStage,
     ProcessorStats,
@@ -44,7 +45,8 @@ PROGRESS_EVERY = 30.0
 
 class Worker:
     def __init__(self, log_: EventLog, state: StateStore, rules: IdentityRules, leases: Leases, *,
-                 batch_size: int = 2000, commit_interval: float = 0.25, partitions: int = 8) -> None:
+                 batch_size: int = 2000, commit_interval: float = 0.25, partitions: int = 8,
+                 followers: dict[str, Callable[[], Follower]] | None = None) -> None:
         self.log = log_
         self.state = state
         self.rules = rules
@@ -52,7 +54,8 @@ class Worker:
         self.batch_size = batch_size
         self.commit_interval = commit_interval
         self.partitions = state.partitions(partitions)
-        self.stages: dict[str, Stage] = {}  # by lease name; fused: {identity: the FusedStage}
+        self.stages: dict[str, Stage | Follower] = {}  # by lease name; fused: {identity: the FusedStage, ...}
+        self.followers = followers or {}  # stages after the folds, by lease name: taken like identity
         self.fused = False
         self.stats = ProcessorStats()  # events resolved and merges, by this worker's identity stages
         self._folds = [fold_name(p) for p in range(self.partitions)]
@@ -92,7 +95,7 @@ class Worker:
 
     def step(self) -> int:
         """One batch of every stage held; the number of items applied."""
-        draining = not self.fused and set(self.stages) == self._all and not self._failed
+        draining = not self.fused and self._all <= set(self.stages) and not self._failed
         if draining:  # holding everything: empty the queue, then run fused (see FusedStage)
             self.stages[IDENTITY].flush()
         done = 0
@@ -113,15 +116,16 @@ class Worker:
                 log.exception("worker %s: %s failed at %s; retrying", self.worker_id, name, stage.position)
                 self._failed[name] = time.monotonic()
                 record_error(self.state, name, exc)
-        if draining and not done and ready_to_fuse(list(self.stages.values()), self.state):
+        if draining and not done and ready_to_fuse([self.stages[name] for name in self._all], self.state):
             self._fuse()
             return self.step()
         return done
 
     def _fuse(self) -> None:
         """Holding everything with nothing queued: run both stages as one (see FusedStage)."""
-        self.stages = {IDENTITY: FusedStage(self.log, self.state, self.rules, self.partitions,
-                                            batch_size=self.batch_size, commit_interval=self.commit_interval)}
+        fused = FusedStage(self.log, self.state, self.rules, self.partitions, batch_size=self.batch_size,
+                           commit_interval=self.commit_interval)
+        self.stages = {IDENTITY: fused, **{n: s for n, s in self.stages.items() if n in self.followers}}
         self.fused = True
         log.info("worker %s runs every stage: fused them", self.worker_id)
 
@@ -136,7 +140,7 @@ class Worker:
         for name in sorted(self._all):
             self._take(name)
 
-    def _process(self, stage: Stage) -> int:
+    def _process(self, stage: Stage | Follower) -> int:
         before = (stage.stats.events, getattr(stage.stats, "merges", 0))
         n = stage.process_batch()
         if isinstance(stage, IdentityStage):
@@ -161,8 +165,9 @@ class Worker:
         if held[share:]:
             log.info("worker %s handed back %s (%s workers)", self.worker_id, _names(held[share:]), len(members))
         taken = []
-        if IDENTITY not in self.stages and self.leases.try_acquire(IDENTITY):
-            taken.append(self._take(IDENTITY))
+        for name in [IDENTITY, *self.followers]:
+            if name not in self.stages and self.leases.try_acquire(name):
+                taken.append(self._take(name))
         count = min(len(held), share)
         for name in self._preference:
             if count >= share:
@@ -174,10 +179,13 @@ class Worker:
             log.info("worker %s took %s (%s workers)", self.worker_id, _names(taken), len(members))
 
     def held(self) -> str:
-        return _names(self._all if self.fused else self.stages) or "nothing"
+        return _names({*self.stages, *(self._all if self.fused else ())}) or "nothing"
 
     def _take(self, name: str) -> str:
         options = {"batch_size": self.batch_size, "commit_interval": self.commit_interval}
+        if name in self.followers:
+            self.stages[name] = self.followers[name]()
+            return name
         if name == IDENTITY:
             stage: Stage = IdentityStage(self.log, self.state, self.rules, self.partitions, **options)
         else:
@@ -188,8 +196,8 @@ class Worker:
     def _drop(self, name: str, *, flush: bool) -> None:
         """Stop running a stage and hand its lease back; a fused stage goes with every lease."""
         stage = self.stages.pop(name)
-        names = self._all if self.fused else {name}
-        self.fused = False
+        names = self._all if self.fused and name == IDENTITY else {name}
+        self.fused = self.fused and name != IDENTITY
         try:
             if flush:
                 stage.flush()
@@ -231,7 +239,9 @@ class _Progress:
 
 def _names(names: object) -> str:
     """identity, fold:0, fold:2, ...: in that order, however they were gathered."""
-    def order(name: str) -> tuple[int, int]:
-        return (0, 0) if name == IDENTITY else (1, int(name.split(":")[1]))
+    def order(name: str) -> tuple[int, int, str]:
+        if name.startswith("fold:"):
+            return (1, int(name.split(":")[1]), "")
+        return (0 if name == IDENTITY else 2, 0, name)
 
     return ", ".join(sorted(names, key=order))  # type: ignore[call-overload]

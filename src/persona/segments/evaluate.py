@@ -37,7 +37,7 @@ from persona.segments.definitions import (
 )
 
 MICROS = 1_000_000
-_MISSING = object()
+MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -66,35 +66,44 @@ def matches(condition: Condition, facts: ProfileFacts, now_us: int) -> bool:
     if isinstance(condition, Not):
         return not matches(condition.condition, facts, now_us)
     if isinstance(condition, TraitCondition):
-        return compare(condition.comparison, facts.traits.get(condition.trait, _MISSING))
+        return compare(condition.comparison, facts.traits.get(condition.trait, MISSING))
     if isinstance(condition, SegmentCondition):
         return condition.segment in facts.segments
     if isinstance(condition, ComputedCondition):
-        return compare(condition.comparison, facts.computed.get(condition.computed, _MISSING))
+        return compare(condition.comparison, facts.computed.get(condition.computed, MISSING))
     assert isinstance(condition, EventCondition)
     return compare(condition.comparison, aggregate(condition.of, facts.events, now_us))
 
 
 def aggregate(of: EventAggregate, events: Sequence[EventFact], now_us: int) -> Any:
     """The aggregate's value over the profile's events, or None when it has none."""
+    entries = [(e.timestamp, e.seq, None if of.property is None else lookup(e.properties, of.property))
+               for e in events if e.name == of.event and passes(of, e.properties)]
+    return reduce(of, sorted(entries, key=lambda entry: entry[:2]), now_us)
+
+
+def passes(of: EventAggregate, properties: Mapping[str, Any]) -> bool:
+    """The event's properties pass the aggregate's `where` filters."""
+    return all(compare(f.comparison, lookup(properties, f.property)) for f in of.where)
+
+
+def reduce(of: EventAggregate, entries: Sequence[tuple[int, int, Any]], now_us: int) -> Any:
+    """The aggregate over (timestamp, seq, value) entries of matching events, in (timestamp, seq)
+    order, keeping those in the window at `now_us`; a value that is `MISSING` or None is absent."""
     start = now_us - of.within * MICROS if of.within is not None else None
-    chosen = sorted((e for e in events if e.name == of.event and e.timestamp <= now_us
-                     and (start is None or e.timestamp >= start)
-                     and all(compare(f.comparison, lookup(e.properties, f.property)) for f in of.where)),
-                    key=lambda e: (e.timestamp, e.seq))
+    chosen = [entry for entry in entries if entry[0] <= now_us and (start is None or entry[0] >= start)]
     if of.aggregate == "count":
         if of.property is None:
             return len(chosen)
-        return sum(1 for e in chosen if lookup(e.properties, of.property) not in (_MISSING, None))
-    assert of.property is not None
-    values = [(e, v) for e in chosen if (v := lookup(e.properties, of.property)) not in (_MISSING, None)]
+        return sum(1 for entry in chosen if entry[2] not in (MISSING, None))
+    values = [v for _, _, v in chosen if v is not MISSING and v is not None]
     if of.aggregate in ("first", "last"):
-        return (values[0] if of.aggregate == "first" else values[-1])[1] if values else None
+        return (values[0] if of.aggregate == "first" else values[-1]) if values else None
     if of.aggregate == "distinct":
-        return len({_key(v) for _, v in values})
+        return len({_key(v) for v in values})
     if of.aggregate == "most_frequent":
-        return _most_frequent([v for _, v in values])
-    numbers = [float(v) for _, v in values if _is_number(v)]
+        return _most_frequent(values)
+    numbers = [float(v) for v in values if _is_number(v)]
     if of.aggregate == "sum":
         return round(sum(numbers), 6)
     if not numbers:
@@ -107,8 +116,8 @@ def aggregate(of: EventAggregate, events: Sequence[EventFact], now_us: int) -> A
 def compare(comparison: Comparison, value: Any) -> bool:
     op, expected = comparison.op, comparison.value
     if op == "exists":
-        return (value is not _MISSING and value is not None) == expected
-    if value is _MISSING or value is None:
+        return (value is not MISSING and value is not None) == expected
+    if value is MISSING or value is None:
         return False
     if op == "eq":
         return _same(value, expected)
@@ -134,11 +143,11 @@ def compare(comparison: Comparison, value: Any) -> bool:
 
 
 def lookup(properties: Mapping[str, Any], path: str) -> Any:
-    """A dotted path into an event's properties (`product.category`), or _MISSING."""
+    """A dotted path into an event's properties (`product.category`), or MISSING."""
     value: Any = properties
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
+            return MISSING
         value = value[part]
     return value
 

@@ -1,0 +1,149 @@
+"""Live audiences: what the audience stage keeps equals the reference evaluator over the log.
+
+Random shop traffic (merges, late and future events) and random definitions of every kind;
+the stage runs behind the real processor on both backends, with a clock the test moves.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from persona.engine import Engine
+from persona.log.events import to_micros
+from persona.profiles.processor import Processor
+from persona.segments.stage import SEGMENT_ENTERED, SEGMENT_EXITED, SYSTEM_SOURCE, AudienceStage
+from tests.support.audiences import random_definitions, reference, shop_stream
+from tests.support.events import BASE
+
+pytestmark = pytest.mark.backends
+
+SEEDS = [int(s) for s in os.environ.get("PERSONA_TEST_AUDIENCE_SEEDS", "1,2,3,4,5,6,7,8").split(",")]
+NOW = to_micros(BASE + timedelta(days=100))  # some of the traffic is still in the future
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def processor(engine: Engine, clock: Clock) -> Processor:
+    """The real processor, with an audience stage on the test's clock that checks time on every batch."""
+    def stage() -> list[Any]:
+        return [AudienceStage(engine.log, engine.state, engine.audiences, engine.definitions, engine.config.identity,
+                              batch_size=300, check_every=0, clock=clock)]
+
+    return Processor(engine.log, engine.state, engine.config.identity, batch_size=300, partitions=4,
+                     followers=stage)
+
+
+def stored(engine: Engine) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]]]:
+    roots = [p.id for p in engine.state.all_profiles()]
+    states = engine.audiences.states(roots)
+    members = {pid: set(engine.audiences.memberships(pid)) for pid in roots}
+    return members, {pid: states[pid].computed if pid in states else {} for pid in roots}
+
+
+def run(engine: Engine, proc: Processor) -> None:
+    proc.run_until_caught_up()
+    for stage in proc.followers:  # let the 1 s look at the definitions come round
+        stage._plan_read_at = float("-inf")  # type: ignore[attr-defined]
+    proc.run_until_caught_up()
+
+
+def announcements(engine: Engine) -> list[tuple[str, str, int, str]]:
+    events = [e for e in engine.log.read(0, 1_000_000) if e.source_id == SYSTEM_SOURCE]
+    return [(e.body["properties"]["segment_id"], e.body["properties"]["profile_id"],
+             e.body["properties"]["transition"], e.name or "") for e in events]
+
+
+def check_announcements(engine: Engine, members: dict[str, set[str]]) -> None:
+    """Numbered 1, 2, 3... per (segment, profile), entering on odd numbers, and the last one agrees."""
+    by_pair: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    for segment, pid, number, name in announcements(engine):
+        by_pair[(segment, pid)].append((number, name))
+    for (segment, pid), seen in by_pair.items():
+        numbers = sorted(n for n, _ in seen)
+        assert numbers == list(range(1, len(numbers) + 1)), (segment, pid, seen)
+        assert all(name == (SEGMENT_ENTERED if n % 2 else SEGMENT_EXITED) for n, name in seen)
+        if pid in members:  # still a profile of its own (not merged away)
+            assert (len(numbers) % 2 == 1) == (segment in members[pid]), (segment, pid)
+    for pid, segments in members.items():
+        for segment in segments:
+            assert (segment, pid) in by_pair, f"{pid} is in {segment} unannounced"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_live_memberships_equal_the_reference(engine: Engine, seed: int) -> None:
+    rng = random.Random(seed)
+    engine.definitions.apply(random_definitions(rng))
+    clock = Clock(NOW)
+    proc = processor(engine, clock)
+    stream = shop_stream(rng, 1500)
+    for start in range(0, len(stream), 400):  # arriving in several bursts, each processed
+        engine.log.append(stream[start:start + 400])
+        run(engine, proc)
+    assert stored(engine) == reference(engine, clock.now)
+    check_announcements(engine, stored(engine)[0])
+
+    for days in (1, 6, 25, 60):  # time alone moves profiles in and out of windows
+        clock.now += days * 86_400 * 1_000_000
+        run(engine, proc)
+        assert stored(engine) == reference(engine, clock.now), f"after {days} more days"
+        check_announcements(engine, stored(engine)[0])
+
+
+def test_definitions_added_later_backfill_from_the_log(engine: Engine) -> None:
+    rng = random.Random(7)
+    clock = Clock(NOW)
+    proc = processor(engine, clock)
+    engine.log.append(shop_stream(rng, 1200))
+    run(engine, proc)
+    assert not announcements(engine)  # nothing defined yet
+    engine.definitions.apply(random_definitions(rng))
+    run(engine, proc)
+    assert stored(engine) == reference(engine, clock.now)
+    check_announcements(engine, stored(engine)[0])
+
+    # replaced by other definitions: the new ones read other inputs, the old segments' members go
+    engine.definitions.apply(random_definitions(random.Random(8), segments=5, computed=2), prune=True)
+    engine.log.append(shop_stream(rng, 300))
+    run(engine, proc)
+    assert stored(engine) == reference(engine, clock.now)
+    sizes = engine.audiences.sizes()
+    assert set(sizes) <= {f"s{i}" for i in range(5)}
+    assert sizes == {s: n for s, n in _counts(stored(engine)[0]).items() if n} | {
+        s: 0 for s in sizes if not _counts(stored(engine)[0]).get(s)}
+
+
+def test_a_replay_announces_nothing_again(engine: Engine) -> None:
+    rng = random.Random(11)
+    engine.definitions.apply(random_definitions(rng))
+    clock = Clock(NOW)
+    engine.log.append(shop_stream(rng, 1000))
+    run(engine, processor(engine, clock))
+    before = stored(engine)
+    announced = announcements(engine)
+    assert announced
+
+    engine.state.reset()
+    engine.audiences.reset()
+    run(engine, processor(engine, clock))
+    assert stored(engine) == before
+    assert announcements(engine) == announced  # the log already says all of it
+
+
+def _counts(members: dict[str, set[str]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for segments in members.values():
+        for segment in segments:
+            counts[segment] += 1
+    return dict(counts)
