@@ -112,6 +112,8 @@ def status(
     table.add_row("identity", f"{identity['position']:,}", f"{identity['lag']:,}", identity["owner"] or "-")
     for p in processing["partitions"]:
         table.add_row(f"fold:{p['partition']}", f"{p['position']:,}", f"{p['pending']:,}", p["owner"] or "-")
+    audiences = processing["audiences"]
+    table.add_row("audiences", f"{audiences['position']:,}", f"{audiences['lag']:,}", audiences["owner"] or "-")
     console.print(table)
     if processing["error"]:
         console.print(f"[red]last error[/red] in {processing['error_in']} at {processing['error_at']}: "

@@ -24,6 +24,7 @@ from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
 from persona.profiles.worker import Worker
+from persona.segments.reader import AudienceReader
 from persona.segments.sql import MIGRATIONS as AUDIENCE_MIGRATIONS
 from persona.segments.sql import AudienceStore
 from persona.segments.stage import AUDIENCES, SYSTEM_SOURCE, AudienceStage
@@ -58,6 +59,7 @@ class Engine:
     definitions: DefinitionStore
     audiences: AudienceStore
     audience_stage: Callable[[], AudienceStage]  # a new one, for whoever runs the stage
+    segments: AudienceReader
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -81,6 +83,7 @@ class Engine:
                                 followers=lambda: [audience_stage()]),
             profiles=ProfileReader(state, event_log, config.identity),
             definitions=definitions, audiences=audiences, audience_stage=audience_stage,
+            segments=AudienceReader(audiences, definitions, state, config.identity),
         )
         engine.seed_keys()
         return engine

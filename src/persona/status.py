@@ -9,6 +9,7 @@ from typing import Any
 from persona.engine import Engine
 from persona.log.events import iso, to_micros
 from persona.profiles.processor import IDENTITY, fold_name
+from persona.segments.stage import AUDIENCES
 
 
 def status_of(engine: Engine) -> dict[str, Any]:
@@ -34,12 +35,16 @@ def processing_of(engine: Engine, last_seq: int | None = None) -> dict[str, Any]
         partitions.append({"partition": p, "position": folded, "pending": engine.state.pending(p, folded),
                            "owner": owners.get(fold_name(p))})
     pending = sum(p["pending"] for p in partitions)
+    following = checkpoints.get(AUDIENCES, 0)
+    audiences = {"position": following, "lag": max(0, engine.state.folded_through() - following),
+                 "owner": owners.get(AUDIENCES)}
     return {
         "mode": engine.config.processor,
         "position": position,
-        "lag": max(0, last - position) + pending,
+        "lag": max(0, last - position) + pending + audiences["lag"],
         "identity": {"position": position, "lag": max(0, last - position), "owner": owners.get(IDENTITY)},
         "partitions": partitions,
+        "audiences": audiences,
         "workers": leases.members(),
         **_error(engine),
     }

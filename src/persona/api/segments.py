@@ -1,15 +1,18 @@
-"""Segment and computed-trait definitions (secret key): create, read, replace, delete."""
+"""Segments and computed traits (secret key): definitions (create, read, replace, delete),
+members (paged JSON, or every member as CSV), size over time, overlap."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
-from fastapi.responses import Response
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import Response, StreamingResponse
 
 from persona.api.auth import require_secret
 from persona.api.responses import json_response
 from persona.engine import Engine
+from persona.log.events import to_micros
 from persona.segments.store import Kind, StoredDefinition
 
 router = APIRouter(tags=["audiences"])
@@ -19,6 +22,32 @@ Definition = Annotated[dict[str, Any], Body(description="The definition, as in d
 
 def _json(d: StoredDefinition) -> dict[str, Any]:
     return {"id": d.id, "definition": d.body, "created_at": d.created_at, "updated_at": d.updated_at}
+
+
+@router.get("/v1/segments/overlap", summary="Members shared by each pair of segments")
+def overlap(engine: Secret,
+            segments: Annotated[str, Query(description="Segment ids, comma-separated (2 to 20)")]) -> Response:
+    return json_response(engine.segments.overlap([s for s in segments.split(",") if s]))
+
+
+@router.get("/v1/segments/{segment_id}/members", summary="A segment's members, by profile id, paged; or all as CSV")
+def members(
+    segment_id: str, engine: Secret,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="`next` from the previous page")] = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$", description="csv: every member, streamed")] = "json",
+) -> Response:
+    if format == "csv":
+        return StreamingResponse(engine.segments.members_csv(segment_id), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{segment_id}.csv"'})
+    return json_response(engine.segments.members(segment_id, limit=limit, cursor=cursor))
+
+
+@router.get("/v1/segments/{segment_id}/size", summary="A segment's size now and over time")
+def size(segment_id: str, engine: Secret,
+         since: Annotated[datetime | None, Query(description="History from this time (ISO 8601)")] = None) -> Response:
+    since_us = to_micros(since if since.tzinfo else since.replace(tzinfo=UTC)) if since else 0
+    return json_response(engine.segments.size(segment_id, since_us))
 
 
 def _routes(path: str, kind: Kind, noun: str) -> None:
