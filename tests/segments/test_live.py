@@ -18,7 +18,8 @@ from persona.engine import Engine
 from persona.log.events import to_micros
 from persona.profiles.processor import Processor
 from persona.segments.stage import SEGMENT_ENTERED, SEGMENT_EXITED, SYSTEM_SOURCE, AudienceStage
-from tests.support.audiences import random_definitions, reference, shop_stream
+from persona.synth.definitions import random_definitions
+from tests.support.audiences import reference, shop_stream
 from tests.support.events import BASE
 
 pytestmark = pytest.mark.backends

@@ -140,6 +140,14 @@ class Plan:
             self._affected[reasons] = result
         return result
 
+    def needs_traits(self, state: AudienceState, now: int, reasons: frozenset[str]) -> bool:
+        """Whether evaluating for `reasons` reads the profile's traits (which cost a read to fetch)."""
+        if not self.reads_traits:
+            return False
+        if state.next_check is not None and state.next_check <= now:
+            reasons = reasons | self._timed
+        return any(TRAITS in self._reads[s] for s in self.affected(reasons)[1])
+
     def evaluate(self, state: AudienceState, traits: Mapping[str, Any], now: int,
                  reasons: frozenset[str]) -> list[Transition]:
         """Re-evaluate what `reasons` touch (and what time changed, if the profile was due) at `now`:

@@ -266,9 +266,8 @@ class AudienceStage:
         if not dirty:
             return
         plan = self.plan
-        traits = {}
-        if plan.reads_traits:  # whatever the reasons: a segment may read traits and a window that moved
-            traits = {pid: p.traits for pid, p in self.state.combined(list(dirty)).items()}
+        reading = [pid for pid, reasons in dirty.items() if plan.needs_traits(self.cache[pid], now, reasons)]
+        traits = {pid: p.traits for pid, p in self.state.combined(reading).items()} if reading else {}
         announce: list[tuple[str, Transition]] = []
         for pid, reasons in dirty.items():
             state = self.cache[pid]
