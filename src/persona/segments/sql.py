@@ -106,10 +106,10 @@ class AudienceStore:
                 out[pid] = _decode(data)
         return out
 
-    def due(self, now: int, after: str, limit: int) -> list[str]:
-        """Profiles whose next check has come, by id after `after`."""
-        rows = self.db.query("SELECT profile_id FROM audience_profiles WHERE next_check <= ? AND profile_id > ?"
-                             " ORDER BY profile_id LIMIT ?", (now, after, limit))
+    def due(self, now: int, limit: int) -> list[str]:
+        """Profiles whose next check has come (they leave this list when their evaluation commits)."""
+        rows = self.db.query("SELECT profile_id FROM audience_profiles WHERE next_check <= ? LIMIT ?",
+                             (now, limit))
         return [r[0] for r in rows]
 
     def profile_ids(self, after: str, limit: int) -> list[str]:

@@ -70,7 +70,6 @@ class AudienceStage:
         self.clock = clock
         self.max_cached = max_cached
         self.stats = ProcessorStats()
-        self.announced = 0
         self.cache: dict[str, AudienceState] = {}
         self._start()
 
@@ -84,11 +83,7 @@ class AudienceStage:
         self._next_time_check = 0.0
         self.cache.clear()
 
-    # -- the Stage interface the worker drives ---------------------------------------------------
-    @property
-    def settled(self) -> bool:
-        return True  # every batch commits before it returns
-
+    # -- the Follower interface the worker drives (every batch commits before it returns) --------
     def flush(self) -> None: ...
 
     def abandon(self) -> None:
@@ -254,7 +249,7 @@ class AudienceStage:
             return len(ids) or 1
         if time.monotonic() < self._next_time_check:
             return 0
-        ids = self.audiences.due(now, "", self.batch_size)
+        ids = self.audiences.due(now, self.batch_size)
         if len(ids) < self.batch_size:  # all caught up: look again in check_every
             self._next_time_check = time.monotonic() + self.check_every
             changes.history_at = now
@@ -309,7 +304,6 @@ class AudienceStage:
                                 user_id=body.get("userId"), anonymous_id=body.get("anonymousId"),
                                 timestamp=now, received_at=now, body=body))
         self.log.append(events)
-        self.announced += len(events)
 
     def _commit(self, changes: AudienceChanges, through: int) -> None:
         changes.checkpoint = (self.position, through)
