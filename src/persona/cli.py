@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from persona.access.keys import KeyKind
 from persona.config import SETTINGS, Config, load_config
 from persona.engine import Engine
 from persona.errors import PersonaError
+from persona.log.events import to_micros
 
 app = typer.Typer(help="persona: self-hosted real-time customer data and personalization engine.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,11 @@ keys_app = typer.Typer(help="Sources, write keys and secret keys.", no_args_is_h
 app.add_typer(keys_app, name="keys")
 segments_app = typer.Typer(help="Segment and computed-trait definitions (docs/segments.md).", no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
+rfm_app = typer.Typer(help="RFM scores, kept as model traits on every customer with an order.", no_args_is_help=True)
+app.add_typer(rfm_app, name="rfm")
+personas_app = typer.Typer(help="Clustering personas: fit, describe, compare with the previous run.",
+                           no_args_is_help=True)
+app.add_typer(personas_app, name="personas")
 console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PERSONA_DATA_DIR).")]
@@ -121,6 +127,14 @@ def status(
     console.print(f"profiles: {state['profiles']:,} ({state['merged_profiles']:,} merged away), "
                   f"{state['identities']:,} identifiers, {state['merges']:,} merges, "
                   f"{state['dropped_links']:,} links dropped by limits")
+    for job in report["jobs"]:
+        if job["last_started"] is None:
+            console.print(f"job {job['name']}: never ran; due now", markup=False)
+            continue
+        outcome = ("running" if job["running"] else f"error: {job['error']}" if job["error"]
+                   else f"{job['summary']} ({job['duration']:.1f} s)")
+        console.print(f"job {job['name']}: last started {job['last_started']} by {job['runner']}: {outcome}; "
+                      f"next due {job['next_due']}", markup=False)
 
 
 @app.command()
@@ -143,7 +157,9 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     with Engine.open(_config(data_dir=data_dir, config=config, store=store), "persona worker") as engine:
         tune_gc()
-        engine.worker(worker_id or default_worker_id()).run(stop)
+        runner = worker_id or default_worker_id()
+        engine.scheduler(runner).start(stop)  # RFM, personas: whichever worker gets to a due job runs it
+        engine.worker(runner).run(stop)
 
 
 @app.command()
@@ -281,6 +297,8 @@ def revoke(fingerprint: str, data_dir: DataDir = None, store: Store = None) -> N
 def segments_apply(
     file: Annotated[Path, typer.Argument(help="YAML with segments: and computed_traits: lists.")],
     prune: Annotated[bool, typer.Option("--prune", help="Also delete definitions the file does not have.")] = False,
+    allow_unseen_events: Annotated[bool, typer.Option(
+        "--allow-unseen-events", help="Accept events the log has not seen yet (by default refused: a typo?).")] = False,
     data_dir: DataDir = None,
     config: ConfigFile = None,
     store: Store = None,
@@ -290,7 +308,7 @@ def segments_apply(
 
     definitions = read_definitions_file(file)
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
-        applied = engine.definitions.apply(definitions, prune=prune)
+        applied = engine.definitions.apply(definitions, prune=prune, check_events=not allow_unseen_events)
     for what in ("created", "updated", "deleted"):
         for label in getattr(applied, what):
             console.print(f"{what} {label}")
@@ -305,6 +323,159 @@ def segments_list(data_dir: DataDir = None, config: ConfigFile = None, store: St
         for kind in ("segment", "computed_trait"):
             for d in engine.definitions.list(kind):  # type: ignore[arg-type]
                 console.print(f"{kind:15} {d.id:30} {d.body.get('name', '')}", markup=False)
+
+
+@segments_app.command("verify")
+def segments_verify(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Recompute every segment and computed trait from the log (batch) and compare with the live state; exit 1
+    if they disagree."""
+    from persona.segments.stage import now_micros
+    from persona.segments.verify import verify
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task("reading the log", total=engine.log.count())
+        report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now_micros(),
+                        progress=lambda n: bar.advance(task, n))
+    table = Table("segment", "live members", "batch members", "disagree")
+    for segment_id, (live, batch) in report.sizes.items():
+        wrong = sum(1 for s, _, _ in report.segments if s == segment_id)
+        table.add_row(segment_id, f"{live:,}", f"{batch:,}", f"[red]{wrong:,}[/red]" if wrong else "0")
+    console.print(table)
+    console.print(f"{report.profiles:,} profiles; log read in {report.load_seconds:.1f} s, evaluated in "
+                  f"{report.evaluate_seconds:.2f} s; {report.left_out:,} left out (their time check is due)")
+    for segment_id, pid, live_member in report.segments[:10]:
+        where = "live, not in batch" if live_member else "in batch, not live"
+        console.print(f"  {segment_id}: {pid} is a member {where}", markup=False)
+    for trait_id, pid, live_value, batch_value in report.computed[:10]:
+        console.print(f"  {trait_id}: {pid} live {live_value!r}, batch {batch_value!r}", markup=False)
+    if not report.agrees:
+        console.print(f"[red]{len(report.segments):,} memberships and {len(report.computed):,} computed traits "
+                      "disagree[/red] (is the processor caught up? `persona status`)")
+        raise typer.Exit(1)
+    console.print("[green]the live state agrees with the batch evaluation[/green]")
+
+
+@rfm_app.command("refresh")
+def rfm_refresh(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Day to score recency to, YYYY-MM-DD "
+                                                               "(default: today, or the newest order's day).")]
+    = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Score every customer now (what the scheduled `rfm` job does) and show the segment sizes."""
+    from persona.jobs.rfm import refresh_rfm
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task("reading profiles", total=engine.state.counts().profiles)
+        run = refresh_rfm(engine.state, engine.model_traits, _day_option(as_of, "--as-of"),
+                          progress=lambda n: bar.update(task, completed=n))
+    table = Table("segment", "customers", "share", title=f"RFM as of {run.as_of}")
+    for name, n in run.segments.most_common():
+        table.add_row(name, f"{n:,}", f"{n / len(run.scores):.1%}")
+    console.print(table)
+    console.print(f"{len(run.scores):,} customers scored; traits rfm_r, rfm_f, rfm_m, rfm_code, rfm_segment, ... "
+                  "written")
+
+
+@personas_app.command("fit")
+def personas_fit(
+    k_min: Annotated[int, typer.Option("--k-min", help="Fewest personas to consider.")] = 2,
+    k_max: Annotated[int, typer.Option("--k-max", help="Most personas to consider.")] = 8,
+    method: Annotated[str, typer.Option(help="auto (the best of all by the rule), kmeans, gmm or dbscan.")]
+    = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of every random choice: same data and seed, same personas.")] = 0,
+    min_events: Annotated[int, typer.Option("--min-events", help="Leave out customers with fewer events.")] = 2,
+    since: Annotated[str | None, typer.Option(help="First day of events to use, YYYY-MM-DD (UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day of events to use, inclusive, YYYY-MM-DD.")] = None,
+    report: Annotated[Path | None, typer.Option(help="HTML report to write (JSON summary beside it; default on the "
+                                                     "embedded store: <data_dir>/personas/report.html). It is also "
+                                                     "kept with the run: `persona personas show --report`.")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Cluster customers into personas, write each one's persona as a trait, and report (HTML + JSON)."""
+    from persona.personas.runs import PersonaOptions, run_personas
+
+    settings = _config(data_dir=data_dir, config=config, store=store)
+    first, last = _day_option(since, "--since"), _day_option(until, "--until")
+    if report is None and settings.store is None:
+        report = Path(settings.data_dir) / "personas" / "report.html"
+    options = PersonaOptions(k_min=k_min, k_max=k_max, method=method, seed=seed, min_events=min_events,
+                             since=_day_start(first), until=_day_start(last, 1), report=report)
+    with Engine.open(settings) as engine, _progress() as bar:
+        task = bar.add_task("reading events", total=engine.log.last_seq())
+
+        def progress(step: str, done: int) -> None:
+            if step == "features":
+                bar.update(task, completed=done)
+            else:
+                bar.update(task, description="clustering", completed=0, total=None)
+
+        run = run_personas(engine.log, engine.state, engine.model_traits, engine.persona_runs, options,
+                           progress=progress)
+    _print_personas(run.summary())
+
+
+@personas_app.command("show")
+def personas_show(
+    as_json: Annotated[bool, typer.Option("--json", help="The latest run's JSON summary.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write the latest run's HTML report here (and its JSON "
+                                                     "summary beside it).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """The latest persona run: its personas in plain words, how k was chosen, the change since the run before."""
+    from persona.personas.report import write_files
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        latest = engine.persona_runs.latest()
+        html = engine.persona_runs.report(latest.id) if latest is not None else None
+    if latest is None or html is None:
+        console.print("no persona run yet: `persona personas fit`")
+        raise typer.Exit(1)
+    if report is not None:
+        write_files(report, html, latest.summary)
+        console.print(f"report of run {latest.id} written to {report}", markup=False)
+    elif as_json:
+        console.print_json(data=latest.summary)
+    else:
+        _print_personas(latest.summary)
+
+
+def _print_personas(summary: dict[str, object]) -> None:
+    s: dict[str, Any] = summary  # type: ignore[assignment]
+    chosen = s["chosen"]
+    table = Table("id", "persona", "customers", "share", "description",
+                  title=f"{s['customers']:,} customers in {chosen['k']} personas ({chosen['method']}, silhouette "
+                        f"{chosen['silhouette']}, Davies-Bouldin {chosen['davies_bouldin']})")
+    for p in s["personas"]:
+        table.add_row(str(p["id"]), escape(p["name"]), f"{p['size']:,}", f"{p['share']:.1%}",
+                      escape(p["description"].split("Compared with everyone: ", 1)[-1]))
+    console.print(table)
+    console.print(f"{s['left_out']:,} customers with fewer than {s['min_events']} events left out; run {s['run']}",
+                  markup=False)
+    stability = s["stability"]
+    if stability:
+        ari = stability["adjusted_rand_index"]
+        console.print(f"vs run {stability['previous_run']}: adjusted Rand index {ari if ari is not None else 'n/a'} "
+                      f"over {stability['common_customers']:,} customers in both; PSI {stability['psi']}",
+                      markup=False)
+    if s.get("report"):
+        console.print(f"report: {s['report']} (summary: {Path(str(s['report'])).with_suffix('.json')})",
+                      markup=False)
+    else:
+        console.print("report: `persona personas show --report FILE`", markup=False)
+
+
+def _day_start(day: date | None, plus_days: int = 0) -> int | None:
+    """Microseconds at the start of the day (UTC), or of a later one."""
+    if day is None:
+        return None
+    return to_micros(datetime.combine(day + timedelta(days=plus_days), datetime.min.time(), UTC))
 
 
 @app.command()

@@ -59,6 +59,12 @@ SETTINGS = [
     Setting("segment_time_check", 60.0,
             "Seconds between the audience stage's looks for profiles whose segments change with time alone "
             "(`no purchase in 90 days` becoming true): the most such a transition is announced late.", float),
+    Setting("rfm_refresh", 3600.0,
+            "Seconds between refreshes of the RFM model traits (rfm_r, rfm_segment, ...) by the processing "
+            "runners (`persona serve`, `persona worker`); one runner does each refresh.", float),
+    Setting("personas_refit", 86400.0,
+            "Seconds between refits of the clustering personas (the `persona` model trait, and a report kept "
+            "with the run: `persona personas show --report FILE`), like rfm_refresh.", float),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -81,6 +87,8 @@ class Config:
     ready_max_lag: int = 100_000
     definitions: Path | None = None
     segment_time_check: float = 60.0
+    rfm_refresh: float = 3600.0
+    personas_refit: float = 86400.0
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
 
@@ -137,6 +145,9 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
         raise ConfigError("processor must be process, thread or off", field="processor")
     if values["segment_time_check"] <= 0:
         raise ConfigError("segment_time_check must be more than 0 seconds", field="segment_time_check")
+    for name in ("rfm_refresh", "personas_refit"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name} must be more than 0 seconds", field=name)
     names = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in values.items() if k in names})
     if file_config.identity is not None:

@@ -17,8 +17,14 @@ from persona.access.keys import KeyKind, SQLKeyStore
 from persona.config import Config
 from persona.errors import StoreError
 from persona.ingest.service import IngestService
+from persona.jobs.builtin import EngineJob, in_child, personas_job, rfm_job
+from persona.jobs.scheduler import Job, Scheduler
+from persona.jobs.store import MIGRATIONS as JOB_MIGRATIONS
+from persona.jobs.store import JobStore, ModelTraitStore
 from persona.log.sql import MIGRATIONS as LOG_MIGRATIONS
 from persona.log.sql import SQLEventLog
+from persona.personas.store import MIGRATIONS as PERSONA_MIGRATIONS
+from persona.personas.store import PersonaRunStore
 from persona.profiles.processor import IDENTITY, Processor, fold_name
 from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
@@ -39,8 +45,9 @@ log = logging.getLogger(__name__)
 
 # What is not derived from events lives in the log's store: the log, keys, definitions.
 LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS]
-# Derived from the log: profiles and their identity graph, audiences.
-STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS]
+# Derived from the log: profiles and their identity graph, audiences; what scheduled jobs compute
+# over them (model traits), and the persona runs they compare with.
+STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS]
 
 DEFAULT_SOURCE = "default"
 
@@ -60,6 +67,9 @@ class Engine:
     audiences: AudienceStore
     audience_stage: Callable[[], AudienceStage]  # a new one, for whoever runs the stage
     segments: AudienceReader
+    model_traits: ModelTraitStore
+    jobs: JobStore
+    persona_runs: PersonaRunStore
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -68,7 +78,7 @@ class Engine:
         event_log = SQLEventLog(log_db)
         keys = SQLKeyStore(log_db)
         state = SQLStateStore(state_db)
-        definitions = DefinitionStore(log_db)
+        definitions = DefinitionStore(log_db, seen_events=event_log.event_names)
         audiences = AudienceStore(state_db, AUDIENCES)
 
         def audience_stage() -> AudienceStage:
@@ -84,6 +94,7 @@ class Engine:
             profiles=ProfileReader(state, event_log, config.identity),
             definitions=definitions, audiences=audiences, audience_stage=audience_stage,
             segments=AudienceReader(audiences, definitions, state, config.identity),
+            model_traits=ModelTraitStore(state_db), jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
         )
         engine.seed_keys()
         return engine
@@ -108,6 +119,15 @@ class Engine:
                       commit_interval=config.commit_interval, partitions=config.partitions,
                       followers={AUDIENCES: self.audience_stage})
 
+    def scheduler(self, runner: str) -> Scheduler:
+        """The scheduled jobs (`jobs/scheduler.py`), for a processing runner to run in a thread;
+        each run in a child process of its own (`jobs/builtin.py`)."""
+        def job(name: str, every: float, run: EngineJob) -> Job:
+            return Job(name, every, lambda: in_child(run, self.config))
+
+        return Scheduler([job("rfm", self.config.rfm_refresh, rfm_job),
+                          job("personas", self.config.personas_refit, personas_job)], self.jobs, runner)
+
     def lease_names(self) -> list[str]:
         return [IDENTITY, *(fold_name(p) for p in range(self.processor.partitions)), AUDIENCES]
 
@@ -119,6 +139,8 @@ class Engine:
                 raise StoreError("a running processor or worker holds this store: stop it first")
             self.state.reset()
             self.audiences.reset()
+            self.model_traits.reset()  # computed from what is replayed: the jobs run again at once
+            self.jobs.forget()
             self.processor.reset()
             return self.processor.run_until_caught_up(progress)
         finally:

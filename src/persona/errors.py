@@ -7,6 +7,7 @@
     ├── RequestError            a client request is unusable as a whole (HTTP 400/413)
     │   └── PayloadTooLarge     over a size or count limit (HTTP 413 or 400)
     ├── NotFound                an identifier or resource does not exist (HTTP 404)
+    ├── NotEnoughData           too few customers to fit a model on (personas)
     └── StoreError              the storage backend failed (HTTP 503)
 
 Each carries a machine-readable `code` and, where it applies, the `field` at fault,
@@ -67,6 +68,11 @@ class PayloadTooLarge(RequestError):
 class NotFound(PersonaError):
     status = 404
     code = "not_found"
+
+
+class NotEnoughData(PersonaError):
+    status = 409
+    code = "not_enough_data"
 
 
 class StoreError(PersonaError):

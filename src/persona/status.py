@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from persona.engine import Engine
+from persona.jobs.scheduler import next_due
 from persona.log.events import iso, to_micros
 from persona.profiles.processor import IDENTITY, fold_name
 from persona.segments.stage import AUDIENCES
@@ -19,7 +20,24 @@ def status_of(engine: Engine) -> dict[str, Any]:
         "log": {"last_seq": last, "events": engine.log.count(), "quarantined": engine.log.quarantine_count()},
         "processor": processing,
         "state": asdict(engine.state.counts()),
+        "jobs": jobs_of(engine),
     }
+
+
+def jobs_of(engine: Engine) -> list[dict[str, Any]]:
+    """Each scheduled job: its interval, how its last run went, when it is next due."""
+    records = engine.jobs.all()
+    out = []
+    for job in engine.scheduler("status").jobs.values():
+        record = records.get(job.name)
+        entry: dict[str, Any] = {"name": job.name, "every": job.every, "next_due": iso(next_due(job, record))
+                                 if record else "now", "last_started": None}
+        if record is not None:
+            entry.update(last_started=iso(record.started_at), runner=record.runner,
+                         running=record.finished_at is None, duration=record.duration, summary=record.summary,
+                         error=record.error)
+        out.append(entry)
+    return out
 
 
 def processing_of(engine: Engine, last_seq: int | None = None) -> dict[str, Any]:

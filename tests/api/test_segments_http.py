@@ -20,6 +20,29 @@ def send(client: TestClient, method: str, path: str, headers: dict[str, str], bo
     return client.request(method, path, json=body, headers=headers, auth=None)
 
 
+@pytest.fixture(autouse=True)
+def orders_seen(client: TestClient) -> None:
+    """Definitions may read only events the log has seen (unless told otherwise): one order has come in."""
+    sent = client.post("/v1/track", json={"userId": "u1", "event": "Order Completed", "properties": {"revenue": 5}})
+    assert sent.status_code == 200, sent.text
+
+
+def test_an_event_never_seen_is_refused_unless_allowed(client: TestClient, reader_headers: dict[str, str]) -> None:
+    typo = {"id": "buyers", "where": {"any": [{"trait": "plan", "eq": "pro"},
+                                              {"event": "Order Complete", "within": "30d"}]}}
+    refused = send(client, "POST", "/v1/segments", reader_headers, typo)
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "buyers.where.any[1].event"
+    assert "Order Completed" in refused.json()["message"]  # the known names are listed
+    trait = {"id": "refunds", "event": "Order Refunded", "count": True}
+    assert send(client, "POST", "/v1/computed-traits", reader_headers, trait).json()["field"] == "refunds.event"
+    allowed = send(client, "POST", "/v1/segments?allow_unseen_events=true", reader_headers, typo)
+    assert allowed.status_code == 201, allowed.text
+    # saved once, it does not block saving others; page views are a message type, always known
+    views = {"id": "viewers", "where": {"event": "page", "within": "1d"}}
+    assert send(client, "POST", "/v1/segments", reader_headers, views).status_code == 201
+
+
 def test_definitions_are_created_read_replaced_and_deleted(client: TestClient, reader_headers: dict[str, str]
                                                            ) -> None:
     created = send(client, "POST", "/v1/segments", reader_headers, LAPSED)

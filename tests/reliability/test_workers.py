@@ -24,8 +24,12 @@ import pytest
 from persona.config import Config
 from persona.engine import Engine
 from persona.errors import StoreError
+from persona.segments.stage import now_micros
+from persona.segments.verify import verify
 from persona.status import processing_of
+from persona.synth.definitions import random_definitions
 from tests.conftest import SECRET_KEY, WRITE_KEY
+from tests.support.audiences import announcements, check_announcements, shop_stream
 from tests.support.live import start_server
 from tests.support.state import snapshot
 from tests.support.streams import random_stream
@@ -36,14 +40,15 @@ pytestmark = [pytest.mark.backends, pytest.mark.slow]
 class Workers:
     """`persona worker` child processes on one store, with their logs in tmp_path."""
 
-    def __init__(self, config: Config, tmp_path: Path) -> None:
+    def __init__(self, config: Config, tmp_path: Path, segment_time_check: str = "60") -> None:
         self.config = config
         self.tmp_path = tmp_path
+        self.segment_time_check = segment_time_check
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, worker_id: str) -> None:
         env = {**os.environ, "PERSONA_BATCH_SIZE": "50", "PERSONA_COMMIT_INTERVAL": "0.02",
-               "PERSONA_LOG_LEVEL": "INFO"}
+               "PERSONA_LOG_LEVEL": "INFO", "PERSONA_SEGMENT_TIME_CHECK": self.segment_time_check}
         with open(self.tmp_path / f"{worker_id}.log", "ab") as log:
             self.procs[worker_id] = subprocess.Popen(
                 [sys.executable, "-m", "persona", "worker", "--id", worker_id, "--store", self.config.store_url],
@@ -117,6 +122,40 @@ def test_workers_that_join_leave_and_die_end_in_the_single_process_state(
     assert shared["counts"].merges > 200 and shared["counts"].profiles > 20
     engine.rebuild()  # one process replays the same log from nothing
     assert snapshot(engine) == shared
+
+
+def test_a_worker_killed_while_keeping_audiences_announces_nothing_twice(
+        engine: Engine, config: Config, tmp_path: Path) -> None:
+    """Definitions live while the worker holding the audience stage dies mid-way: the next one picks the
+    stage up from its checkpoint, every transition is announced once, numbered without gaps, and the live
+    state equals the batch evaluation of the log."""
+    rng = random.Random(4)
+    engine.definitions.apply(random_definitions(rng, segments=8, computed=4))
+    events = shop_stream(rng, 3000)
+    workers = Workers(config, tmp_path, segment_time_check="0.5")
+    try:
+        workers.start("w1")
+        workers.start("w2")
+        engine.log.append(events[:1500])
+        wait_for(lambda: processing_of(engine)["audiences"]["position"] > 0, 30, "audiences to start")
+        holder = processing_of(engine)["audiences"]["owner"]
+        workers.kill(holder)  # mid-way through the log, between announcing and committing perhaps
+        engine.log.append(events[1500:])
+        workers.start("w3")
+        wait_for(lambda: processing_of(engine)["lag"] == 0, 120, "the workers to catch up")
+        assert processing_of(engine)["audiences"]["owner"] != holder
+        workers.stop_all()
+    finally:
+        for worker_id in list(workers.procs):
+            workers.kill(worker_id)
+
+    members = {pid: set(engine.audiences.memberships(pid)) for pid in (p.id for p in engine.state.all_profiles())}
+    assert sum(map(len, members.values())) > 50
+    check_announcements(engine, members)
+    assert len(announcements(engine)) == len(set(announcements(engine)))
+    report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now_micros())
+    assert report.segments == [] and report.computed == [], (report.segments[:5], report.computed[:5])
+    assert report.left_out < report.profiles // 10
 
 
 def test_api_nodes_and_a_worker_share_one_store(config: Config, tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ import pytest
 from persona.engine import Engine
 from persona.log.events import to_micros
 from persona.profiles.processor import Processor
-from persona.segments.stage import SEGMENT_ENTERED, SEGMENT_EXITED, SYSTEM_SOURCE, AudienceStage
+from persona.segments.stage import AudienceStage
 from persona.synth.definitions import random_definitions
-from tests.support.audiences import reference, shop_stream
+from tests.support.audiences import announcements, check_announcements, check_batch, reference, shop_stream
 from tests.support.events import BASE
 
 pytestmark = pytest.mark.backends
@@ -60,28 +60,6 @@ def run(engine: Engine, proc: Processor) -> None:
     proc.run_until_caught_up()
 
 
-def announcements(engine: Engine) -> list[tuple[str, str, int, str]]:
-    events = [e for e in engine.log.read(0, 1_000_000) if e.source_id == SYSTEM_SOURCE]
-    return [(e.body["properties"]["segment_id"], e.body["properties"]["profile_id"],
-             e.body["properties"]["transition"], e.name or "") for e in events]
-
-
-def check_announcements(engine: Engine, members: dict[str, set[str]]) -> None:
-    """Numbered 1, 2, 3... per (segment, profile), entering on odd numbers, and the last one agrees."""
-    by_pair: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-    for segment, pid, number, name in announcements(engine):
-        by_pair[(segment, pid)].append((number, name))
-    for (segment, pid), seen in by_pair.items():
-        numbers = sorted(n for n, _ in seen)
-        assert numbers == list(range(1, len(numbers) + 1)), (segment, pid, seen)
-        assert all(name == (SEGMENT_ENTERED if n % 2 else SEGMENT_EXITED) for n, name in seen)
-        if pid in members:  # still a profile of its own (not merged away)
-            assert (len(numbers) % 2 == 1) == (segment in members[pid]), (segment, pid)
-    for pid, segments in members.items():
-        for segment in segments:
-            assert (segment, pid) in by_pair, f"{pid} is in {segment} unannounced"
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_live_memberships_equal_the_reference(engine: Engine, seed: int) -> None:
     rng = random.Random(seed)
@@ -94,12 +72,14 @@ def test_live_memberships_equal_the_reference(engine: Engine, seed: int) -> None
         run(engine, proc)
     assert stored(engine) == reference(engine, clock.now)
     check_announcements(engine, stored(engine)[0])
+    check_batch(engine, clock.now)
 
     for days in (1, 6, 25, 60):  # time alone moves profiles in and out of windows
         clock.now += days * 86_400 * 1_000_000
         run(engine, proc)
         assert stored(engine) == reference(engine, clock.now), f"after {days} more days"
         check_announcements(engine, stored(engine)[0])
+        check_batch(engine, clock.now)
 
 
 def test_definitions_added_later_backfill_from_the_log(engine: Engine) -> None:
@@ -113,6 +93,7 @@ def test_definitions_added_later_backfill_from_the_log(engine: Engine) -> None:
     run(engine, proc)
     assert stored(engine) == reference(engine, clock.now)
     check_announcements(engine, stored(engine)[0])
+    check_batch(engine, clock.now)
 
     # replaced by other definitions: the new ones read other inputs, the old segments' members go
     engine.definitions.apply(random_definitions(random.Random(8), segments=5, computed=2), prune=True)

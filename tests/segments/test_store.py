@@ -61,7 +61,9 @@ def test_a_bad_file_changes_nothing_and_says_where(engine: Engine, tmp_path: Pat
 def test_the_cli_applies_and_lists(config: Config, tmp_path: Path) -> None:
     store = config.store_url
     path = write(tmp_path / "a.yaml", EXAMPLES)
-    applied = CliRunner().invoke(app, ["segments", "apply", str(path), "--store", store])
+    unseen = CliRunner().invoke(app, ["segments", "apply", str(path), "--store", store])
+    assert unseen.exit_code != 0 and "no event named" in str(unseen.exception)  # nothing has been sent yet
+    applied = CliRunner().invoke(app, ["segments", "apply", str(path), "--allow-unseen-events", "--store", store])
     assert applied.exit_code == 0, applied.output
     assert "created segment:big_spenders" in applied.output and "9 created" in applied.output
     listed = CliRunner().invoke(app, ["segments", "list", "--store", store])

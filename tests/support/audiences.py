@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from typing import Any
 
 from persona.engine import Engine
 from persona.log.events import Event
-from persona.segments.definitions import parse_computed_trait, parse_segment
-from persona.segments.evaluate import EventFact, ProfileFacts, aggregate, matches
+from persona.segments.evaluate import EventFact, ProfileFacts, aggregate, event_name, matches
 from persona.segments.live import Plan
+from persona.segments.stage import SEGMENT_ENTERED, SEGMENT_EXITED, SYSTEM_SOURCE
+from persona.segments.verify import verify
 from persona.synth.definitions import CATEGORIES, EVENTS
 from tests.support.events import event
 
@@ -44,22 +46,56 @@ def shop_stream(rng: random.Random, n: int, *, users: int = 150, devices: int = 
 
 def reference(engine: Engine, now: int) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]]]:
     """Every profile's segments and computed traits by the reference evaluator, from the log itself."""
-    stored_segments = [parse_segment(d.body) for d in engine.definitions.list("segment")]
-    stored_traits = [parse_computed_trait(d.body) for d in engine.definitions.list("computed_trait")]
-    plan = Plan(stored_segments, stored_traits)
+    plan = Plan(*engine.definitions.parsed())
     members: dict[str, set[str]] = {}
     computed: dict[str, dict[str, Any]] = {}
     for profile in engine.state.all_profiles():
         seqs = [seq for _, seq in engine.state.timeline(profile.id, None, 1_000_000)]
-        events = [EventFact(e.timestamp, e.seq, (e.name or "") if e.type == "track" else e.type,
-                            e.body.get("properties") or {}) for e in engine.log.get(seqs)]
-        values = {c.id: v for c in plan.computed.values() if (v := aggregate(c.of, events, now)) is not None}
-        facts = ProfileFacts(traits=profile.traits, events=events, computed=values, segments=frozenset())
-        inside: set[str] = set()
-        for segment in plan.segments.values():  # dependency order
-            facts.segments = frozenset(inside)
-            if matches(segment.where, facts, now):
-                inside.add(segment.id)
-        members[profile.id] = inside
-        computed[profile.id] = values
+        events = [EventFact(e.timestamp, e.seq, event_name(e), e.body.get("properties") or {})
+                  for e in engine.log.get(seqs)]
+        members[profile.id], computed[profile.id] = expected(plan, profile.traits, events, now)
     return members, computed
+
+
+def expected(plan: Plan, traits: dict[str, Any], events: list[EventFact], now: int) -> tuple[set[str], dict[str, Any]]:
+    """One profile's segments and computed traits (those with a value) by the reference evaluator."""
+    values = {c.id: v for c in plan.computed.values() if (v := aggregate(c.of, events, now)) is not None}
+    facts = ProfileFacts(traits=traits, events=events, computed=values, segments=frozenset())
+    inside: set[str] = set()
+    for segment in plan.segments.values():  # dependency order
+        facts.segments = frozenset(inside)
+        if matches(segment.where, facts, now):
+            inside.add(segment.id)
+    return inside, values
+
+
+def announcements(engine: Engine) -> list[tuple[str, str, int, str]]:
+    events = [e for e in engine.log.read(0, 1_000_000) if e.source_id == SYSTEM_SOURCE]
+    return [(e.body["properties"]["segment_id"], e.body["properties"]["profile_id"],
+             e.body["properties"]["transition"], e.name or "") for e in events]
+
+
+def check_batch(engine: Engine, now: int) -> None:
+    """Incremental equals batch: the batch evaluator over the whole log agrees with the live state."""
+    report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now)
+    assert report.profiles == len(engine.state.all_profiles())
+    assert report.left_out == 0
+    assert report.segments == [] and report.computed == []
+    assert {s: live for s, (live, _) in report.sizes.items()} == engine.audiences.sizes() | {
+        s: 0 for s in report.sizes if s not in engine.audiences.sizes()}
+
+
+def check_announcements(engine: Engine, members: dict[str, set[str]]) -> None:
+    """Numbered 1, 2, 3... per (segment, profile), entering on odd numbers, and the last one agrees."""
+    by_pair: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+    for segment, pid, number, name in announcements(engine):
+        by_pair[(segment, pid)].append((number, name))
+    for (segment, pid), seen in by_pair.items():
+        numbers = sorted(n for n, _ in seen)
+        assert numbers == list(range(1, len(numbers) + 1)), (segment, pid, seen)
+        assert all(name == (SEGMENT_ENTERED if n % 2 else SEGMENT_EXITED) for n, name in seen)
+        if pid in members:  # still a profile of its own (not merged away)
+            assert (len(numbers) % 2 == 1) == (segment in members[pid]), (segment, pid)
+    for pid, segments in members.items():
+        for segment in segments:
+            assert (segment, pid) in by_pair, f"{pid} is in {segment} unannounced"

@@ -29,7 +29,8 @@ async def list_profiles(
 @router.get("/v1/profiles/{identifier}", summary="A unified profile by user_id:, anonymous_id:, email: or id")
 async def get_profile(identifier: str, engine: Secret) -> Response:
     profile = engine.profiles.show(identifier)
-    return json_response({**profile, **engine.segments.of_profile(profile["id"])})
+    return json_response({**profile, **engine.segments.of_profile(profile["id"]),
+                          "model_traits": engine.model_traits.of_profile(profile["id"])})
 
 
 @router.get("/v1/profiles/{identifier}/events", summary="The profile's events, newest first, paged")

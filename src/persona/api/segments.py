@@ -18,6 +18,8 @@ from persona.segments.store import Kind, StoredDefinition
 router = APIRouter(tags=["audiences"])
 Secret = Annotated[Engine, Depends(require_secret)]
 Definition = Annotated[dict[str, Any], Body(description="The definition, as in docs/segments.md")]
+AllowUnseen = Annotated[bool, Query(description="Accept events the log has not seen yet (by default a 400: "
+                                                "most likely a typo)")]
 
 
 def _json(d: StoredDefinition) -> dict[str, Any]:
@@ -56,16 +58,19 @@ def _routes(path: str, kind: Kind, noun: str) -> None:
         return json_response({"data": [_json(d) for d in engine.definitions.list(kind)]})
 
     @router.post(f"/v1/{path}", status_code=201, summary=f"Create a {noun} (checked first: 400 says where)")
-    def create(engine: Secret, body: Definition) -> Response:
-        return json_response(_json(engine.definitions.save(kind, body)), status=201)
+    def create(engine: Secret, body: Definition, allow_unseen_events: AllowUnseen = False) -> Response:
+        saved = engine.definitions.save(kind, body, check_events=not allow_unseen_events)
+        return json_response(_json(saved), status=201)
 
     @router.get(f"/v1/{path}/{{definition_id}}", summary=f"One {noun}")
     def get(definition_id: str, engine: Secret) -> Response:
         return json_response(_json(engine.definitions.get(kind, definition_id)))
 
     @router.put(f"/v1/{path}/{{definition_id}}", summary=f"Replace a {noun}")
-    def replace(definition_id: str, engine: Secret, body: Definition) -> Response:
-        return json_response(_json(engine.definitions.save(kind, body, replace=definition_id)))
+    def replace(definition_id: str, engine: Secret, body: Definition, allow_unseen_events: AllowUnseen = False
+                ) -> Response:
+        saved = engine.definitions.save(kind, body, replace=definition_id, check_events=not allow_unseen_events)
+        return json_response(_json(saved))
 
     @router.delete(f"/v1/{path}/{{definition_id}}", status_code=204,
                    summary=f"Delete a {noun} (409 while a segment refers to it)")

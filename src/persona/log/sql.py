@@ -73,12 +73,17 @@ MIGRATIONS = [
         )""",
         "CREATE INDEX quarantine_source ON quarantine (source_id, id)",
     ]),
+    Migration(2, "the names of track events seen", [  # what definitions are checked against
+        "CREATE TABLE event_names (name TEXT PRIMARY KEY)",
+        "INSERT INTO event_names (name) SELECT DISTINCT name FROM events WHERE type = 'track' AND name IS NOT NULL",
+    ]),
 ]
 
 _INSERT = Insert("events", (
     ("source_id", "text"), ("message_id", "text"), ("type", "text"), ("name", "text"), ("user_id", "text"),
     ("anonymous_id", "text"), ("timestamp", "bigint"), ("received_at", "bigint"), ("body", "bytea"),
 ), "ON CONFLICT DO NOTHING")
+_EVENT_NAME = "INSERT INTO event_names (name) VALUES (?) ON CONFLICT DO NOTHING"
 _QUARANTINE = "INSERT INTO quarantine (source_id, received_at, field, reason, message) VALUES (?, ?, ?, ?, ?)"
 _COLUMNS = "seq, source_id, message_id, type, name, user_id, anonymous_id, timestamp, received_at, body"
 _encode = msgspec.json.Encoder().encode
@@ -120,11 +125,14 @@ class SQLEventLog:
              e.received_at, e.encoded if e.encoded is not None else _encode(e.body))
             for e in events
         ]
+        names = sorted({(e.name,) for e in events if e.type == "track" and e.name})
 
         def write(conn: Connection) -> AppendResult:
             if self._lock_appends:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (_APPEND_LOCK,))
             accepted = _INSERT.run(conn, self.db.dialect, rows)
+            if names:
+                conn.executemany(_EVENT_NAME, names)
             if bad:
                 conn.executemany(_QUARANTINE, bad)
             last = conn.execute(self._last_seq_sql).fetchone()
@@ -192,6 +200,10 @@ class SQLEventLog:
     def _read_last_seq(self) -> int:
         row = self.db.query_one(self._last_seq_sql)
         return (row[0] if row else None) or 0
+
+    def event_names(self) -> set[str]:
+        """The name of every track event the log has held."""
+        return {r[0] for r in self.db.query("SELECT name FROM event_names")}
 
     def count(self) -> int:
         return self._one("SELECT count(*) FROM events")

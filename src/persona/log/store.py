@@ -65,6 +65,10 @@ class EventLog(Protocol):
 
     def count(self) -> int: ...
 
+    def event_names(self) -> set[str]:
+        """The name of every track event the log has held."""
+        ...
+
     def delete(self, seqs: Iterable[int]) -> int:
         """Remove events for erasure; positions are never reused."""
         ...

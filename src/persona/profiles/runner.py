@@ -4,7 +4,9 @@ Python threads share one core for Python code (the GIL), so `persona serve` runs
 processor in a child process by default and ingest and processing each get a core. Either
 way it is a worker (`profiles/worker.py`): alone it holds every lease and runs everything;
 beside `persona worker` processes it shares the partitions with them. Leases are released
-when their holder dies, so after a kill -9 the restarted processor takes them back.
+when their holder dies, so after a kill -9 the restarted processor takes them back. Beside
+the worker runs the scheduler of jobs over the whole store (`jobs/scheduler.py`), as in
+every `persona worker`.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
     logging.basicConfig(level=config.log_level.upper(), format="processor: %(levelname)s %(message)s")
     with Engine.open(config, "persona processor") as engine:
         tune_gc()
+        until = _UntilOrphaned(stop, parent_pid)
+        scheduler = engine.scheduler(f"serve-{parent_pid}").start(until)
         # Appends come from another process, so the worker polls the log when caught up.
-        engine.worker(f"serve-{parent_pid}").run(_UntilOrphaned(stop, parent_pid))
+        engine.worker(f"serve-{parent_pid}").run(until)
+        scheduler.join(timeout=1.0)  # a job still running finishes in its own process (jobs/builtin.py)
 
 
 class _UntilOrphaned:
@@ -61,6 +66,7 @@ class ProcessorThread:
         self.engine = engine
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._scheduler: threading.Thread | None = None
         self.worker = engine.worker(f"serve-{os.getpid()}")
 
     def start(self) -> None:
@@ -69,12 +75,16 @@ class ProcessorThread:
             target=self.worker.run, name="processor", daemon=True,
             args=(self._stop, lambda pause: log_.wait_for_append(log_.last_seq(), timeout=pause)))
         self._thread.start()
+        self._scheduler = self.engine.scheduler(self.worker.worker_id).start(self._stop)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._scheduler is not None:
+            self._scheduler.join(timeout=1.0)
+            self._scheduler = None
 
 
 class ProcessorProcess:

@@ -116,6 +116,7 @@ class Worker:
                 log.exception("worker %s: %s failed at %s; retrying", self.worker_id, name, stage.position)
                 self._failed[name] = time.monotonic()
                 record_error(self.state, name, exc)
+        draining = draining and self._all <= set(self.stages)  # a stage may have been given up meanwhile
         if draining and not done and ready_to_fuse([self.stages[name] for name in self._all], self.state):
             self._fuse()
             return self.step()

@@ -314,6 +314,11 @@ def check_references(segments: Iterable[SegmentDefinition], computed: Iterable[C
         _no_cycle(segment.id, by_id, [])
 
 
+def aggregates_of(condition: Condition) -> list[EventAggregate]:
+    """The event aggregates a condition reads, directly."""
+    return [ref.of for ref, _ in _references(condition, "") if isinstance(ref, EventCondition)]
+
+
 def depends_on(condition: Condition) -> set[str]:
     """The segments a condition refers to, directly."""
     return {ref.segment for ref, _ in _references(condition, "") if isinstance(ref, SegmentCondition)}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from persona.log.events import Event
 from persona.segments.definitions import (
     All,
     AnyOf,
@@ -56,6 +57,11 @@ class ProfileFacts:
     events: Sequence[EventFact] = ()
     computed: Mapping[str, Any] = field(default_factory=dict)
     segments: frozenset[str] = frozenset()
+
+
+def event_name(event: Event) -> str:
+    """What definitions call an event: a track's name, else the message type."""
+    return (event.name or "") if event.type == "track" else event.type
 
 
 def matches(condition: Condition, facts: ProfileFacts, now_us: int) -> bool:

@@ -79,6 +79,16 @@ def score(values: list[float]) -> list[int]:
     return [1 + 5 * bisect.bisect_left(ordered, v) // n for v in values]
 
 
+@dataclass(frozen=True)
+class OrderHistory:
+    """What RFM needs of one customer's orders: when the last was, how many, how much in all."""
+
+    customer: str
+    last_day: date
+    count: int
+    spent: float
+
+
 def rfm(orders: Iterable[Order], as_of: date) -> list[RfmScore]:
     """Scores for every customer with at least one order, in customer order."""
     last: dict[str, date] = {}
@@ -90,11 +100,20 @@ def rfm(orders: Iterable[Order], as_of: date) -> list[RfmScore]:
         last[order.customer] = max(last.get(order.customer, order.day), order.day)
         count[order.customer] = count.get(order.customer, 0) + 1
         spent[order.customer] = spent.get(order.customer, 0.0) + order.amount
-    customers = sorted(last)
-    recency = [(as_of - last[c]).days for c in customers]
-    frequency = [count[c] for c in customers]
-    monetary = [round(spent[c], 2) for c in customers]
+    return rfm_of([OrderHistory(c, last[c], count[c], spent[c]) for c in last], as_of)
+
+
+def rfm_of(histories: Iterable[OrderHistory], as_of: date) -> list[RfmScore]:
+    """Scores from each customer's order history (customers with no order left out), in customer order."""
+    ordered = sorted((h for h in histories if h.count > 0), key=lambda h: h.customer)
+    for h in ordered:
+        if h.last_day > as_of:
+            raise ValueError(f"an order of {h.customer} on {h.last_day} is after as_of {as_of}")
+    recency = [(as_of - h.last_day).days for h in ordered]
+    frequency = [h.count for h in ordered]
+    monetary = [round(h.spent, 2) for h in ordered]
     r = score([-days for days in recency])  # fewer days since the last order is better
     f = score([float(x) for x in frequency])
     m = score(monetary)
-    return [RfmScore(c, recency[i], frequency[i], monetary[i], r[i], f[i], m[i]) for i, c in enumerate(customers)]
+    return [RfmScore(h.customer, recency[i], frequency[i], monetary[i], r[i], f[i], m[i])
+            for i, h in enumerate(ordered)]

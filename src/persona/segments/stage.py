@@ -35,6 +35,7 @@ from persona.log.events import Event, iso
 from persona.log.store import EventLog
 from persona.profiles.processor import ProcessorStats, trim_cache
 from persona.profiles.sql import SQLStateStore
+from persona.segments.evaluate import event_name
 from persona.segments.live import EVERYTHING, TRAITS, AudienceState, Plan, Transition, absorb, add_entry
 from persona.segments.sql import AudienceChanges, AudienceStore
 from persona.segments.store import DefinitionStore
@@ -178,7 +179,7 @@ class AudienceStage:
             if body is not None:
                 properties = body.get("properties")
                 properties = properties if isinstance(properties, dict) else {}
-                for key, value in self.plan.feeds(_event_name(event), properties):
+                for key, value in self.plan.feeds(event_name(event), properties):
                     if add_entry(state, key, (event.timestamp, event.seq, value)):
                         reasons.add(key)
                 if event.seq in announced:
@@ -195,7 +196,7 @@ class AudienceStage:
         return len(batch), reached
 
     def _reads_body(self, event: Event) -> bool:
-        return event.source_id == SYSTEM_SOURCE or _event_name(event) in self.plan.by_event
+        return event.source_id == SYSTEM_SOURCE or event_name(event) in self.plan.by_event
 
     def _load(self, ids: set[str], dirty: dict[str, set[str]]) -> None:
         missing = ids - self.cache.keys()
@@ -327,11 +328,6 @@ def _address(body: dict[str, Any], identifiers: dict[str, list[str]], rules: Ide
 
 def _raw(data: bytes) -> dict[str, Any]:
     return {"raw": data}
-
-
-def _event_name(event: Event) -> str:
-    """What definitions call an event: a track's name, else the message type."""
-    return (event.name or "") if event.type == "track" else event.type
 
 
 def _is_announcement(body: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ reference known, no loops); a definition others refer to cannot be deleted.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from persona.segments.definitions import (
     ComputedTrait,
     DefinitionError,
     SegmentDefinition,
+    aggregates_of,
     check_references,
     computed_used,
     depends_on,
@@ -81,9 +83,21 @@ class StoredDefinition:
     updated_at: float
 
 
+MESSAGE_TYPES = frozenset({"identify", "page", "screen", "group", "alias"})
+SYSTEM_EVENTS = frozenset({"Segment Entered", "Segment Exited"})  # announced by the audience stage
+
+
 class DefinitionStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, seen_events: Callable[[], set[str]] = set) -> None:
         self.db = db
+        self.seen_events = seen_events  # the names of the track events the log has held
+
+    def known_events(self) -> set[str]:
+        """Events a definition may read: seen in the log, message types, announcements, and what stored
+        definitions already read (so one saved before its events arrived does not block the others)."""
+        segments, traits = self.parsed()
+        used = {of.event for of in [t.of for t in traits] + [a for s in segments for a in aggregates_of(s.where)]}
+        return self.seen_events() | MESSAGE_TYPES | SYSTEM_EVENTS | used
 
     def list(self, kind: Kind) -> list[StoredDefinition]:
         rows = self.db.query("SELECT kind, id, body, created_at, updated_at FROM definitions WHERE kind = ?"
@@ -101,8 +115,10 @@ class DefinitionStore:
         return ([parse_segment(d.body) for d in self.list("segment")],
                 [parse_computed_trait(d.body) for d in self.list("computed_trait")])
 
-    def save(self, kind: Kind, body: Any, *, replace: str | None = None) -> StoredDefinition:
-        """Create (`replace` None: the id must be new) or replace the definition `replace`."""
+    def save(self, kind: Kind, body: Any, *, replace: str | None = None, check_events: bool = False
+             ) -> StoredDefinition:
+        """Create (`replace` None: the id must be new) or replace the definition `replace`; `check_events`
+        refuses an event the log has never seen (a typo, most likely)."""
         parsed = parse_segment(body) if kind == "segment" else parse_computed_trait(body)
         if replace is not None and parsed.id != replace:
             raise DefinitionError(f"the body's id {parsed.id!r} is not {replace!r}", field="id")
@@ -117,7 +133,7 @@ class DefinitionStore:
             raise Conflict(f"{kind.replace('_', ' ')} {parsed.id!r} exists; PUT replaces it", field="id")
         if replace is not None and not exists:
             raise NotFound(f"no {kind.replace('_', ' ')} {replace!r}", field="id")
-        check_references(segments, traits)
+        check_references(segments, traits, self.known_events() if check_events else None)
         now = time.time()
         encoded = _encode(body)
 
@@ -129,7 +145,8 @@ class DefinitionStore:
         self.db.write(write)
         return self.get(kind, parsed.id)
 
-    def apply(self, definitions: dict[Kind, list[Any]], *, prune: bool = False) -> Applied:
+    def apply(self, definitions: dict[Kind, list[Any]], *, prune: bool = False, check_events: bool = False
+              ) -> Applied:
         """Make the store hold these definitions (definitions as code); `prune` deletes the others.
 
         All of them are checked, together with what stays, before anything is written; then
@@ -147,7 +164,8 @@ class DefinitionStore:
                 for key, d in existing.items() if key not in parsed and not prune}
         final = {**kept, **parsed}
         check_references([v[0] for k, v in final.items() if k[0] == "segment"],
-                         [v[0] for k, v in final.items() if k[0] == "computed_trait"])
+                         [v[0] for k, v in final.items() if k[0] == "computed_trait"],
+                         self.known_events() if check_events else None)
         applied = Applied()
         now = time.time()
         rows = []

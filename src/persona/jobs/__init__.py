@@ -1,0 +1,1 @@
+"""Scheduled jobs over the whole store (RFM, personas) and the model traits they write."""

@@ -1,0 +1,83 @@
+"""The jobs persona schedules (RFM, personas), and how each run gets a process of its own.
+
+A job reads every profile or every event and runs mostly Python: in the runner's own process
+it would hold the GIL against the processing beside it for seconds at a time, and a fit
+would leave scikit-learn's memory behind. So a scheduled run happens in a fresh child
+process with its own connections to the store, which returns the line to log and exits.
+Starting one costs about a second (imports, opening the store), once per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from persona.config import Config
+from persona.errors import NotEnoughData
+
+if TYPE_CHECKING:
+    from persona.engine import Engine
+
+EngineJob = Callable[["Engine"], str]
+
+
+def rfm_job(engine: Engine) -> str:
+    from persona.jobs.rfm import refresh_rfm
+
+    return refresh_rfm(engine.state, engine.model_traits).summary()
+
+
+def personas_job(engine: Engine) -> str:
+    """A refit with the default options; its report is kept with the run (`persona personas show --report`)."""
+    from persona.personas.runs import run_personas
+
+    try:
+        run = run_personas(engine.log, engine.state, engine.model_traits, engine.persona_runs)
+    except NotEnoughData as exc:
+        return f"skipped: {exc.message}"
+    return run.line()
+
+
+def in_child(job: EngineJob, config: Config) -> str:
+    """Run `job` on an engine of its own in a fresh process; its exception, if any, is raised here.
+
+    A plain subprocess (`python -m persona.jobs.builtin`), not multiprocessing: the runner may
+    itself be a daemonic multiprocessing child (`persona serve`'s processor), which may not
+    have children of its own. The job and config go in on stdin, the outcome comes back on
+    stdout, both pickled; the child's logging goes to the runner's stderr."""
+    done = subprocess.run([sys.executable, "-m", "persona.jobs.builtin"], input=pickle.dumps((job, config)),
+                          stdout=subprocess.PIPE, check=False)
+    if done.returncode != 0 or not done.stdout:
+        raise RuntimeError(f"the job's process exited with code {done.returncode}")
+    outcome = pickle.loads(done.stdout)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return str(outcome)
+
+
+def _child_main() -> None:
+    job, config = pickle.load(sys.stdin.buffer)
+    logging.basicConfig(level=config.log_level.upper(), format="job: %(levelname)s %(message)s")
+    result_to = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing the job prints can garble the outcome
+    from persona.engine import Engine
+
+    outcome: object
+    try:
+        with Engine.open(config, "persona job") as engine:
+            outcome = job(engine)
+    except Exception as exc:
+        outcome = exc
+    try:
+        result_to.write(pickle.dumps(outcome))
+    except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
+        result_to.write(pickle.dumps(RuntimeError(f"{type(outcome).__name__}: {outcome}")))
+    result_to.flush()
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -1,0 +1,147 @@
+"""What scheduled jobs keep in the state store: the model traits they write, and their runs.
+
+- `model_traits`: traits computed by a job over all customers (RFM scores, the persona), as
+  opposed to traits set by events. Each job's traits are replaced wholesale by its run, in
+  one transaction, so a profile never shows half of one run and half of another, and a
+  customer who no longer qualifies loses the trait. Values are JSON. They are keyed by the
+  profile (root) id the run saw: a profile merged away since keeps its traits under its
+  old id until the next run.
+- `scheduled_jobs`: per job, when it last started and on which runner, how it ended. The
+  start is what runners claim compare-and-set (see `jobs/scheduler.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from persona.storage.sql import Connection, Database, Insert, Migration
+
+MIGRATIONS = [
+    Migration(300, "scheduled jobs and model traits", [
+        "CREATE TABLE model_traits (profile_id TEXT NOT NULL, name TEXT NOT NULL, job TEXT NOT NULL,"
+        " value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (profile_id, name)) WITHOUT ROWID",
+        "CREATE INDEX model_traits_job ON model_traits (job)",
+        "CREATE TABLE scheduled_jobs (name TEXT PRIMARY KEY, started_at INTEGER NOT NULL, runner TEXT,"
+        " finished_at INTEGER, duration REAL, summary TEXT, error TEXT)",
+    ], postgres=[
+        "CREATE TABLE model_traits (profile_id TEXT NOT NULL, name TEXT NOT NULL, job TEXT NOT NULL,"
+        " value TEXT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (profile_id, name))",
+        "CREATE INDEX model_traits_job ON model_traits (job)",
+        "CREATE TABLE scheduled_jobs (name TEXT PRIMARY KEY, started_at BIGINT NOT NULL, runner TEXT,"
+        " finished_at BIGINT, duration DOUBLE PRECISION, summary TEXT, error TEXT)",
+    ]),
+]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_TRAITS = Insert("model_traits", (("profile_id", "text"), ("name", "text"), ("job", "text"), ("value", "text"),
+                                  ("updated_at", "bigint")),
+                 "ON CONFLICT (profile_id, name) DO UPDATE SET job = excluded.job, value = excluded.value,"
+                 " updated_at = excluded.updated_at")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class ModelTraitStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def replace(self, job: str, traits: dict[str, dict[str, Any]], updated_at: int | None = None) -> int:
+        """Make `traits` (profile id -> name -> value) all that `job` has written; returns rows written."""
+        at = now_us() if updated_at is None else updated_at
+        rows = [(pid, name, job, _encode(value).decode(), at)
+                for pid, values in traits.items() for name, value in values.items()]
+        dialect = self.db.dialect
+
+        def write(conn: Connection) -> int:  # idempotent: a retry deletes and inserts the same again
+            conn.execute("DELETE FROM model_traits WHERE job = ?", (job,))
+            for start in range(0, len(rows), 50_000):
+                _TRAITS.run(conn, dialect, rows[start:start + 50_000])
+            return len(rows)
+
+        return int(self.db.write(write))
+
+    def of_profile(self, profile_id: str) -> dict[str, Any]:
+        rows = self.db.query("SELECT name, value FROM model_traits WHERE profile_id = ? ORDER BY name", (profile_id,))
+        return {name: _decode(value) for name, value in rows}
+
+    def values(self, name: str) -> dict[str, Any]:
+        """profile id -> the value of one trait, for every profile that has it."""
+        rows = self.db.query("SELECT profile_id, value FROM model_traits WHERE name = ?", (name,))
+        return {pid: _decode(value) for pid, value in rows}
+
+    def count(self, job: str) -> int:
+        row = self.db.query_one("SELECT count(DISTINCT profile_id) FROM model_traits WHERE job = ?", (job,))
+        return int(row[0]) if row else 0
+
+    def reset(self) -> None:
+        self.db.write(lambda conn: conn.execute("DELETE FROM model_traits"))
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    name: str
+    started_at: int          # µs; the claim runners compare-and-set
+    runner: str | None
+    finished_at: int | None  # None while running (or if the runner died)
+    duration: float | None   # seconds
+    summary: str | None
+    error: str | None
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, name: str) -> JobRecord | None:
+        row = self.db.query_one("SELECT name, started_at, runner, finished_at, duration, summary, error"
+                                " FROM scheduled_jobs WHERE name = ?", (name,))
+        return JobRecord(*row) if row else None
+
+    def all(self) -> dict[str, JobRecord]:
+        rows = self.db.query("SELECT name, started_at, runner, finished_at, duration, summary, error"
+                             " FROM scheduled_jobs ORDER BY name")
+        return {r[0]: JobRecord(*r) for r in rows}
+
+    def claim(self, name: str, seen: int | None, runner: str, at: int) -> bool:
+        """Mark the job started by `runner` if its start is still `seen` (None: it never ran).
+
+        Compare-and-set, so of runners that saw the job due at once exactly one gets it."""
+        def write(conn: Connection) -> bool:
+            if seen is None:
+                claimed = conn.execute("INSERT INTO scheduled_jobs (name, started_at, runner) VALUES (?, ?, ?)"
+                                       " ON CONFLICT DO NOTHING", (name, at, runner)).rowcount
+            else:
+                claimed = conn.execute("UPDATE scheduled_jobs SET started_at = ?, runner = ?, finished_at = NULL"
+                                       " WHERE name = ? AND started_at = ?", (at, runner, name, seen)).rowcount
+            if claimed:
+                return True
+            # Nothing changed: taken by someone else, or this very claim landed and is retried.
+            row = conn.execute("SELECT started_at, runner FROM scheduled_jobs WHERE name = ?", (name,)).fetchone()
+            return row is not None and tuple(row) == (at, runner)
+
+        return bool(self.db.write(write))
+
+    def finish(self, name: str, started_at: int, *, at: int, duration: float, summary: str | None,
+               error: str | None) -> None:
+        """Record how the run that started at `started_at` ended (unless a newer run has started)."""
+        self.db.write(lambda conn: conn.execute(
+            "UPDATE scheduled_jobs SET finished_at = ?, duration = ?, summary = ?, error = ?"
+            " WHERE name = ? AND started_at = ?", (at, duration, summary, error, name, started_at)))
+
+    def forget(self, names: Iterable[str] | None = None) -> None:
+        """Drop the records (all, or some jobs'): those jobs are due at once."""
+        def write(conn: Connection) -> None:
+            if names is None:
+                conn.execute("DELETE FROM scheduled_jobs")
+            else:
+                conn.executemany("DELETE FROM scheduled_jobs WHERE name = ?", [(n,) for n in names])
+
+        self.db.write(write)
