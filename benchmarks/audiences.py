@@ -1,17 +1,20 @@
 """Live audiences: what keeping segments and computed traits current costs, and how late time-based
 exits are announced.
 
-    python benchmarks/audiences.py cost --customers 20000 --definitions 50
+    python benchmarks/audiences.py cost --customers 20000 --definitions 50 [--verify]
     python benchmarks/audiences.py expiry --profiles 100000 --check-every 5
+    python benchmarks/audiences.py expiry --profiles 100000 --check-every 60 --window 150
 
 `cost` fills a fresh embedded store with the seeded synthetic shop, then processes it from
 nothing (identity, folds and the audience stage, in-process) twice: with no definitions,
 and with `--definitions` random segments and computed traits over the shop's events
 (`persona.synth.definitions`, every kind of condition). It reports events/s of each and
-the drop.
+the drop; with `--verify`, then how long the batch evaluator takes to load that store's log
+and evaluate, and whether it agrees with the live state.
 
 `expiry` gives `--profiles` profiles one `Product Viewed` each, with timestamps spread over
-a minute, and one segment `viewed in the last 30 s`; it runs the audience stage on the
+a minute, and one segment `viewed in the last --window seconds` (30; longer than the check
+interval, or profiles enter and leave between two checks unseen); it runs the audience stage on the
 real clock until every profile has left, and reports the delay between each window's end
 and its `Segment Exited` (p50, p99, max) against the check interval.
 """
@@ -36,14 +39,15 @@ from persona.config import load_config
 from persona.engine import Engine
 from persona.ingest.messages import BatchDefaults, normalize
 from persona.log.events import Event, iso
-from persona.segments.stage import SEGMENT_EXITED, SYSTEM_SOURCE
+from persona.segments.stage import SEGMENT_EXITED, SYSTEM_SOURCE, now_micros
+from persona.segments.verify import verify
 from persona.synth.definitions import random_definitions
 
 SHOP_EVENTS = ["Product Viewed", "Product Added", "Order Completed", "Checkout Started", "Products Searched"]
 SHOP_CATEGORIES = ["Backpacks", "Tents", "Hiking Boots", "Helmets"]
 
 
-def process(customers: int, seed: int, definitions: int) -> dict:
+def process(customers: int, seed: int, definitions: int, check: bool = False) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="persona-audiences-"))
     try:
         with Engine.open(load_config(env={}, data_dir=data_dir)) as engine:
@@ -57,23 +61,29 @@ def process(customers: int, seed: int, definitions: int) -> dict:
             elapsed = time.perf_counter() - started
             sizes = engine.audiences.sizes()
             announced = engine.log.count() - events
+            checked = {}
+            if check:  # the batch evaluator over the same store: how long, and does it agree
+                report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now_micros())
+                checked = {"verify": {"profiles": report.profiles, "load_s": round(report.load_seconds, 1),
+                                      "evaluate_s": round(report.evaluate_seconds, 2), "agrees": report.agrees,
+                                      "left_out": report.left_out}}
         return {"definitions": definitions, "events": events, "seconds": round(elapsed, 2),
                 "events_per_s": round(events / elapsed), "announced": announced,
-                "non_empty_segments": sum(1 for n in sizes.values() if n)}
+                "non_empty_segments": sum(1 for n in sizes.values() if n), **checked}
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def cost(args: argparse.Namespace) -> dict:
     base = process(args.customers, args.seed, 0)
-    live = process(args.customers, args.seed, args.definitions)
+    live = process(args.customers, args.seed, args.definitions, check=args.verify)
     return {"without": base, "with": live,
             "drop_percent": round(100 * (1 - live["events_per_s"] / base["events_per_s"]), 1)}
 
 
 def expiry(args: argparse.Namespace) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="persona-expiry-"))
-    window = 30
+    window = args.window
     try:
         config = load_config(env={}, data_dir=data_dir, segment_time_check=args.check_every)
         with Engine.open(config) as engine:
@@ -119,9 +129,11 @@ def main() -> None:
     measure_cost.add_argument("--customers", type=int, default=20_000)
     measure_cost.add_argument("--definitions", type=int, default=50)
     measure_cost.add_argument("--seed", type=int, default=42)
+    measure_cost.add_argument("--verify", action="store_true", help="then time `persona segments verify` on the store")
     measure_expiry = commands.add_parser("expiry", help="delay of time-based exits")
     measure_expiry.add_argument("--profiles", type=int, default=100_000)
     measure_expiry.add_argument("--check-every", type=float, default=60.0)
+    measure_expiry.add_argument("--window", type=int, default=30, help="seconds a view keeps a profile in the segment")
     args = parser.parse_args()
     result = cost(args) if args.command == "cost" else expiry(args)
     result["machine"] = f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -22,10 +23,33 @@ from rich.table import Table
 
 from persona.config import Config
 from persona.engine import Engine
-from persona.errors import ConfigError
+from persona.errors import ConfigError, NotEnoughData
 from persona.server import Server
 from persona.status import lag_of
 from persona.synth import Customer, Workload
+
+# Audiences the demo keeps live. The synthetic shop's events end some weeks ago (it starts
+# 2026-09-01), so the windows are long enough to still hold them.
+DEMO_AUDIENCES: dict[str, list[dict[str, Any]]] = {
+    "computed_trait": [
+        {"id": "orders_total", "name": "Orders", "event": "Order Completed", "count": True},
+        {"id": "avg_order_value", "name": "Average order value", "event": "Order Completed", "avg": "revenue"},
+        {"id": "favorite_category", "name": "Favourite category", "event": "Product Viewed", "within": "180d",
+         "most_frequent": "category"},
+    ],
+    "segment": [
+        {"id": "big_spenders", "name": "Spent over 300 in 90 days", "where": {
+            "event": "Order Completed", "within": "90d", "sum": "revenue", "gt": 300}},
+        {"id": "repeat_buyers", "name": "Ordered twice or more", "where": {"computed": "orders_total", "gte": 2}},
+        {"id": "coupon_users", "name": "Ordered with a coupon", "where": {
+            "event": "Order Completed", "where": [{"property": "coupon", "exists": True}]}},
+        {"id": "window_shoppers", "name": "10+ product views in 90 days, no order", "where": {"all": [
+            {"event": "Product Viewed", "within": "90d", "count": True, "gte": 10},
+            {"not": {"event": "Order Completed", "within": "90d"}}]}},
+        {"id": "lapsed_buyers", "name": "Bought before, not in the last 60 days", "where": {"all": [
+            {"computed": "orders_total", "gte": 1}, {"not": {"event": "Order Completed", "within": "60d"}}]}},
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,35 @@ def top_customers(engine: Engine, n: int = 5) -> Table:
     return table
 
 
+def audiences(engine: Engine) -> Table:
+    table = Table(title="Audiences, kept live as the events came in")
+    for column in ("segment", "members", "definition"):
+        table.add_column(column)
+    sizes = engine.audiences.sizes()
+    for segment in DEMO_AUDIENCES["segment"]:
+        table.add_row(segment["id"], f"{sizes.get(segment['id'], 0):,}", segment["name"])
+    return table
+
+
+def personas(engine: Engine, console: Console) -> Table | None:
+    """RFM scores and a persona fit now (they also run on schedule), as traits on the profiles."""
+    from persona.jobs.rfm import refresh_rfm
+    from persona.personas.runs import run_personas
+
+    console.print(f"RFM: {refresh_rfm(engine.state, engine.model_traits).summary()}")
+    try:
+        run = run_personas(engine.log, engine.state, engine.model_traits, engine.persona_runs)
+    except NotEnoughData as exc:
+        console.print(f"personas: {exc.message}")
+        return None
+    table = Table(title=f"Personas ({run.fit.chosen.method}, k = {len(run.personas)})")
+    for column in ("persona", "customers", "what sets them apart"):
+        table.add_column(column)
+    for persona in run.personas:
+        table.add_row(persona.name, f"{persona.size:,}", persona.description)
+    return table
+
+
 def run_demo(config: Config, *, customers: int, days: int, seed: int, fresh: bool, keep_serving: bool,
              console: Console) -> Stitching:
     prepare_data_dir(Path(config.data_dir), fresh)
@@ -118,6 +171,7 @@ def run_demo(config: Config, *, customers: int, days: int, seed: int, fresh: boo
     console.print(f"  write key    {write_key}")
     console.print(f"  secret key   {secret_key}")
     try:
+        server.engine.definitions.apply(DEMO_AUDIENCES)
         workload = Workload(seed=seed, customers=customers, days=days)
         started = time.monotonic()
         sent = stream(console, url, write_key, workload, server)
@@ -133,6 +187,9 @@ def run_demo(config: Config, *, customers: int, days: int, seed: int, fresh: boo
         console.print(f"identity stitching: {stitching.fully_stitched:,} of {stitching.signed_up:,} signed-up "
                       f"customers have every device in their one profile ({stitching.rate:.1%})")
         console.print(top_customers(engine))
+        console.print(audiences(engine))
+        if (found := personas(engine, console)) is not None:
+            console.print(found)
         example = engine.state.all_profiles()
         email = next((p.identifiers["email"][0] for p in example if p.identifiers.get("email")), None)
         console.print("\nTry:")
@@ -140,6 +197,7 @@ def run_demo(config: Config, *, customers: int, days: int, seed: int, fresh: boo
         if email:
             console.print(f"  curl {auth} {url}/v1/profiles/email:{email}")
             console.print(f"  curl {auth} '{url}/v1/profiles/email:{email}/events?limit=5'")
+        console.print(f"  curl {auth} '{url}/v1/segments/big_spenders/members?format=csv'")
         console.print(f"  curl {auth} {url}/v1/status")
         if keep_serving:
             console.print("\nServing until Ctrl-C.")

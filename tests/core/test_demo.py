@@ -23,3 +23,6 @@ def test_demo_stitches_every_customer_into_one_profile(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "150 profiles for 150 customers" in text
     assert "/v1/profiles/email:" in text
+    assert "Audiences, kept live" in text and "lapsed_buyers" in text  # definitions evaluated as events came in
+    assert "customers scored as of" in text  # RFM
+    assert "Personas (" in text or "personas:" in text

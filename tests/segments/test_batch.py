@@ -64,7 +64,11 @@ values = st.one_of(
     st.none(),
     st.lists(st.sampled_from(["red", "blue", 5, 5.0, True]), max_size=3),
 )
-properties = st.dictionaries(st.sampled_from(["category", "price", "revenue", "tags"]), values, max_size=4)
+numbers = st.sampled_from([5, 20, 20.0, 49.5, 120])
+texts = st.sampled_from(["shoes", "bags", "tents"])
+# Mixed types in a property, or one type throughout (which the evaluator compiles differently).
+properties = st.sampled_from([values, numbers, texts]).flatmap(
+    lambda kind: st.dictionaries(st.sampled_from(["category", "price", "revenue", "tags"]), kind, max_size=4))
 traits = st.dictionaries(
     st.sampled_from(["plan", "age", "country", "vip"]),
     st.one_of(values, st.sampled_from(["pro", "free", "team", "DE", "FR", 30, 25])),
@@ -73,7 +77,7 @@ traits = st.dictionaries(
 events = st.lists(
     st.tuples(
         st.integers(0, 3),
-        st.one_of(st.integers(-60 * 24 * 100, 60 * 24 * 2), st.integers(-60 * 24 * 8, 0)),
+        st.one_of(st.integers(-60 * 24 * 100, 60 * 24 * 2), st.integers(-60 * 24 * 8, 0), st.just(-60)),  # ties
         st.sampled_from(EVENTS),
         properties,
     ),
@@ -139,10 +143,13 @@ def test_most_frequent_ties_go_to_the_value_seen_last() -> None:
         ("a", NOW - 20, 5, "Product Viewed", {"category": "bags"}),
         ("a", NOW - 20, 4, "Product Viewed", {"category": "tents"}),
     ]  # same moment, earlier seq
-    evaluator = BatchEvaluator([], [trait])
+    first = parse_computed_trait({"id": "first", "event": "Product Viewed", "first": "category"})
+    last = parse_computed_trait({"id": "last", "event": "Product Viewed", "last": "category"})
+    evaluator = BatchEvaluator([], [trait, first, last])
     evaluator.load(evaluator.event_batches(rows), evaluator.profile_table({"a": {}}))
-    assert evaluator.evaluate(NOW).profiles()["a"] == (set(), {"favorite": "bags"})
-    assert evaluator.evaluate(NOW - 25).profiles()["a"] == (set(), {"favorite": "shoes"})
+    assert evaluator.evaluate(NOW).profiles()["a"] == (set(), {"favorite": "bags", "first": "bags", "last": "bags"})
+    assert evaluator.evaluate(NOW - 25).profiles()["a"] == (set(), {"favorite": "shoes", "first": "bags",
+                                                                     "last": "shoes"})
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -45,10 +45,13 @@ from persona.segments.definitions import (
     SegmentCondition,
     SegmentDefinition,
     TraitCondition,
+    aggregates_of,
+    traits_used,
 )
 from persona.segments.evaluate import MICROS, MISSING, lookup
 from persona.segments.live import Plan, input_key
 
+_ORDER = "(ts::HUGEINT * 1099511627776 + seq)"  # (ts, seq) as one number, for seq < 2^40: cheaper than a struct
 _json = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 Row = tuple[Any, int, int, str, Mapping[str, Any]]  # (profile, timestamp µs, seq, event name, properties)
@@ -73,6 +76,12 @@ class Value:
     def present(self) -> str:
         tests = [f"{c} IS NOT NULL" for c in (self.n, self.t, self.o) if c != "NULL"]
         return f"({' OR '.join(tests)})" if tests else "false"
+
+    @property
+    def only(self) -> str | None:
+        """The one part that can hold something ("n", "t" or "o"), when there is one; else None."""
+        parts = [part for part in "nto" if getattr(self, part) != "NULL"]
+        return parts[0] if len(parts) == 1 and self.l == "NULL" else None
 
     @property
     def struct(self) -> str:
@@ -117,12 +126,11 @@ class BatchEvaluator:
     def __init__(self, segments: Iterable[SegmentDefinition], computed: Iterable[ComputedTrait]) -> None:
         self.plan = Plan(segments, computed)
         aggregates = [c.of for c in self.plan.computed.values()]
-        aggregates += [a for s in self.plan.segments.values() for a in _aggregates(s.where)]
+        aggregates += [a for s in self.plan.segments.values() for a in aggregates_of(s.where)]
         self.aggregates = {input_key(of) + _window(of): of for of in aggregates}
         paths = sorted({p for of in aggregates for p in _paths(of)})
         self.properties = {path: f"p{i}" for i, path in enumerate(paths)}
-        traits = sorted({c.trait for s in self.plan.segments.values() for c in _leaves(s.where)
-                         if isinstance(c, TraitCondition)})
+        traits = sorted({t for s in self.plan.segments.values() for t in traits_used(s.where)})
         self.traits = {trait: f"t{i}" for i, trait in enumerate(traits)}
         self.events = {of.event for of in aggregates}
         self.filled: set[str] | None = None  # columns holding some value (known once loaded)
@@ -130,13 +138,13 @@ class BatchEvaluator:
         self.db.execute("SET preserve_insertion_order = false")
 
     # -- data ------------------------------------------------------------------------------------
-    def event_schema(self, profile: pa.DataType = pa.string()) -> pa.Schema:
-        fields = [pa.field("profile", profile), pa.field("ts", pa.int64()), pa.field("seq", pa.int64()),
+    def event_schema(self) -> pa.Schema:
+        fields = [pa.field("profile", pa.string()), pa.field("ts", pa.int64()), pa.field("seq", pa.int64()),
                   pa.field("name", pa.string())]
         return pa.schema(fields + [f for prefix in self.properties.values() for f in _value_fields(prefix)])
 
-    def profile_schema(self, profile: pa.DataType = pa.string()) -> pa.Schema:
-        return pa.schema([pa.field("profile", profile)]
+    def profile_schema(self) -> pa.Schema:
+        return pa.schema([pa.field("profile", pa.string())]
                          + [f for prefix in self.traits.values() for f in _value_fields(prefix)])
 
     def event_batches(self, rows: Iterable[Row], batch: int = 50_000) -> Iterator[pa.RecordBatch]:
@@ -146,29 +154,20 @@ class BatchEvaluator:
         for profile, ts, seq, name, properties in rows:
             if name not in self.events:
                 continue
-            out = [profile, ts, seq, name]
-            for path in self.properties:
-                out.extend(spread(lookup(properties, path)))
-            for column, value in zip(columns, out, strict=True):
-                column.append(value)
+            _append(columns, [profile, ts, seq, name, *(v for path in self.properties
+                                                       for v in spread(lookup(properties, path)))])
             if len(columns[0]) >= batch:
-                yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
-                                                 schema=schema)
+                yield _record_batch(columns, schema)
                 columns = [[] for _ in schema]
         if columns[0]:
-            yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
-                                             schema=schema)
+            yield _record_batch(columns, schema)
 
     def profile_table(self, profiles: Mapping[Any, Mapping[str, Any]]) -> pa.Table:
         schema = self.profile_schema()
         columns: list[list[Any]] = [[] for _ in schema]
         for profile, traits in profiles.items():
-            out = [profile]
-            for trait in self.traits:
-                out.extend(spread(traits.get(trait, MISSING)))
-            for column, value in zip(columns, out, strict=True):
-                column.append(value)
-        return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+            _append(columns, [profile, *(v for trait in self.traits for v in spread(traits.get(trait, MISSING)))])
+        return pa.Table.from_batches([_record_batch(columns, schema)])
 
     def load(self, events: pa.Table | Iterable[pa.RecordBatch], profiles: pa.Table) -> None:
         """Copy the data into the evaluator's database (replacing what was there)."""
@@ -291,6 +290,8 @@ class _Compiler:
         column = self.columns[input_key(of) + _window(of)]
         if of.aggregate in ("count", "distinct", "sum"):
             return Value(f"coalesce({column}, 0)")
+        if of.aggregate in ("first", "last") and (part := self.evaluator.property(of.property or "").only):
+            return Value(**{"n": "NULL", part: column})  # picked as a plain column, not a struct
         if of.aggregate in ("first", "last", "most_frequent"):
             return Value(f"{column}.n", f"{column}.t", f"{column}.o", f"{column}.l")
         return Value(column)
@@ -378,14 +379,14 @@ def _aggregate_sql(of: EventAggregate, value_of: Callable[[str], Value], now: in
         counts = [f"count(DISTINCT {c}) {where}" for c in (value.n, value.t, value.o) if c != "NULL"]
         return " + ".join(counts) or "0"
     pick = "arg_min" if of.aggregate == "first" else "arg_max"
-    return f"{pick}({value.struct}, struct_pack(ts, seq)) {where}"
+    return f"{pick}({getattr(value, value.only) if value.only else value.struct}, {_ORDER}) {where}"
 
 
 def _most_frequent_sql(of: EventAggregate, value_of: Callable[[str], Value], now: int, column: str) -> str:
     """The value seen most often, ties going to the one seen last: one grouped pass."""
     value = value_of(of.property or "")
     counted = (f"SELECT profile, {value.n} AS n, {value.t} AS t, {value.o} AS o, any_value({value.l}) AS l,"
-               f" count(*) AS times, max(struct_pack(ts, seq)) AS last FROM events"
+               f" count(*) AS times, max({_ORDER}) AS last FROM events"
                f" WHERE {_rows(of.event, of.within, now)} AND {_row_filter(of, value_of, now)}"
                f" GROUP BY profile, {value.n}, {value.t}, {value.o}")
     return (f"SELECT profile, arg_max(struct_pack(n := n, t := t, o := o, l := l),"
@@ -393,23 +394,19 @@ def _most_frequent_sql(of: EventAggregate, value_of: Callable[[str], Value], now
 
 
 # -- small helpers -------------------------------------------------------------------------------
+def _append(columns: list[list[Any]], row: list[Any]) -> None:
+    for column, value in zip(columns, row, strict=True):
+        column.append(value)
+
+
+def _record_batch(columns: list[list[Any]], schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
+                                      schema=schema)
+
+
 def _value_fields(prefix: str) -> list[pa.Field]:
     return [pa.field(f"{prefix}_n", pa.float64()), pa.field(f"{prefix}_t", pa.string()),
             pa.field(f"{prefix}_o", pa.string()), pa.field(f"{prefix}_l", pa.list_(pa.string()))]
-
-
-def _aggregates(condition: Condition) -> list[EventAggregate]:
-    return [c.of for c in _leaves(condition) if isinstance(c, EventCondition)]
-
-
-def _leaves(condition: Condition) -> Iterator[Condition]:
-    if isinstance(condition, All | AnyOf):
-        for c in condition.conditions:
-            yield from _leaves(c)
-    elif isinstance(condition, Not):
-        yield from _leaves(condition.condition)
-    else:
-        yield condition
 
 
 def _paths(of: EventAggregate) -> set[str]:

@@ -324,6 +324,11 @@ def depends_on(condition: Condition) -> set[str]:
     return {ref.segment for ref, _ in _references(condition, "") if isinstance(ref, SegmentCondition)}
 
 
+def traits_used(condition: Condition) -> set[str]:
+    """The profile traits a condition compares."""
+    return {ref.trait for ref, _ in _references(condition, "") if isinstance(ref, TraitCondition)}
+
+
 def computed_used(condition: Condition) -> set[str]:
     """The computed traits a condition compares."""
     return {ref.computed for ref, _ in _references(condition, "") if isinstance(ref, ComputedCondition)}

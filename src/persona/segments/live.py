@@ -34,6 +34,7 @@ from persona.segments.definitions import (
     SegmentCondition,
     SegmentDefinition,
     TraitCondition,
+    aggregates_of,
     check_references,
     depends_on,
 )
@@ -91,7 +92,7 @@ class Plan:
         self.computed = {c.id: c for c in computed}
         self.segments = {s.id: s for s in _dependency_order(segments)}
         aggregates: dict[str, list[EventAggregate]] = {}
-        for of in [c.of for c in computed] + [a for s in segments for a in _aggregates(s.where)]:
+        for of in [c.of for c in computed] + [a for s in segments for a in aggregates_of(s.where)]:
             aggregates.setdefault(input_key(of), []).append(of)
         self.inputs = {key: _input(key, ofs) for key, ofs in aggregates.items()}
         self.by_event: dict[str, list[Input]] = {}
@@ -255,14 +256,6 @@ def _input(key: str, aggregates: list[EventAggregate]) -> Input:
     windows = tuple(sorted({a.within for a in aggregates}, key=lambda w: -1 if w is None else w))
     keep = None if None in windows else max(w for w in windows if w is not None)
     return Input(key, aggregates[0].event, aggregates[0], keep, windows)
-
-
-def _aggregates(condition: Condition) -> list[EventAggregate]:
-    if isinstance(condition, All | AnyOf):
-        return [a for c in condition.conditions for a in _aggregates(c)]
-    if isinstance(condition, Not):
-        return _aggregates(condition.condition)
-    return [condition.of] if isinstance(condition, EventCondition) else []
 
 
 def _reads(condition: Condition) -> set[str]:
