@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -17,7 +18,7 @@ from persona.access.keys import KeyKind
 from persona.api import create_app
 from persona.config import Config
 from persona.engine import DEFAULT_SOURCE, Engine
-from persona.errors import ConfigError
+from persona.errors import ConfigError, PersonaError
 from persona.profiles.runner import ProcessorProcess, ProcessorThread
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,29 @@ class Server:
         self._child: ProcessorProcess | ProcessorThread | None = None
 
     def apply_definitions(self, path: Path) -> None:
-        from persona.segments.store import read_definitions_file
-
+        """On start: a file that does not apply stops the server before it serves anything."""
         try:
-            applied = self.engine.definitions.apply(read_definitions_file(path))
+            self._apply(path)
         except BaseException:
             self.engine.close()
             self.socket.close()
             raise
+
+    def reload_definitions(self) -> None:
+        """On SIGHUP: apply the file again; one that does not apply is logged and the running ones stay."""
+        path = self.config.definitions
+        if path is None:
+            log.warning("SIGHUP: no definitions file is configured; nothing to reload")
+            return
+        try:
+            self._apply(path)
+        except (PersonaError, OSError) as exc:
+            log.error("definitions from %s not applied: %s", path, getattr(exc, "message", exc))
+
+    def _apply(self, path: Path) -> None:
+        from persona.segments.store import read_definitions_file
+
+        applied = self.engine.definitions.apply(read_definitions_file(path))
         log.info("definitions from %s: %s created, %s updated, %s unchanged", path, len(applied.created),
                  len(applied.updated), len(applied.unchanged))
 
@@ -132,6 +148,9 @@ class Server:
         """Serve in the foreground until interrupted."""
         self.start_processor()
         tune_gc()
+        # Reloading writes to the store: off the signal handler, which interrupts the event loop.
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload_definitions,
+                                                                 name="reload-definitions").start())
         try:
             self.uvicorn.run(sockets=[self.socket])
         finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,36 @@ def test_the_cli_applies_and_lists(config: Config, tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.yaml", {"segments": [{"id": "x", "where": {"segment": "nope"}}]})
     refused = CliRunner().invoke(app, ["segments", "apply", str(bad), "--store", store])
     assert refused.exit_code != 0 and "unknown segment 'nope'" in str(refused.exception or refused.output)
+
+
+def test_serve_reloads_the_file_on_sighup(config: Config, tmp_path: Path) -> None:
+    first = {"segments": EXAMPLES["segments"][:2], "computed_traits": EXAMPLES["computed_traits"]}
+    path = write(tmp_path / "a.yaml", first)
+    server = start_server(tmp_path / "serve", WRITE_KEY, SECRET_KEY,
+                          extra_env={"PERSONA_STORE": config.store_url, "PERSONA_DEFINITIONS": str(path)})
+    try:
+        with server.reader() as reader:
+            def segment_ids() -> list[str]:
+                return [d["id"] for d in reader.get("/v1/segments").json()["data"]]
+
+            assert segment_ids() == sorted(s["id"] for s in first["segments"])
+            write(path, EXAMPLES)
+            server.process.send_signal(signal.SIGHUP)
+            eventually(lambda: segment_ids() == sorted(s["id"] for s in EXAMPLES["segments"]))
+            write(path, {"segments": [{"id": "broken", "where": {"segment": "nope"}}]})  # does not apply
+            server.process.send_signal(signal.SIGHUP)
+            eventually(lambda: "not applied" in server.log_path.read_text())
+            assert segment_ids() == sorted(s["id"] for s in EXAMPLES["segments"])  # what ran stays
+            assert server.process.poll() is None
+    finally:
+        server.stop()
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not true in time"
+        time.sleep(0.05)
 
 
 def test_serve_applies_the_configured_file_on_start(config: Config, tmp_path: Path) -> None:
