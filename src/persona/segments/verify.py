@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from persona.log.store import EventLog
 from persona.profiles.history import folded_events
 from persona.profiles.sql import SQLStateStore
@@ -29,17 +31,29 @@ def from_store(log: EventLog, state: SQLStateStore, definitions: DefinitionStore
     evaluator = BatchEvaluator(*definitions.parsed())
 
     def rows() -> Any:
-        for batch in folded_events(log, state):
+        for batch in folded_events(log, state, decode=_raw):  # bodies decoded only where an aggregate reads them
             for pid, event in batch:
-                properties = event.body.get("properties")
-                yield pid, event.timestamp, event.seq, event_name(event), properties if isinstance(
-                    properties, dict) else {}
+                name = event_name(event)
+                if name in evaluator.events:
+                    properties = _properties(event.body["raw"]).properties
+                    yield pid, event.timestamp, event.seq, name, properties if isinstance(properties, dict) else {}
             if progress is not None:
                 progress(len(batch))
 
     profiles = {p.id: p.traits for p in state.all_profiles()}
     evaluator.load(evaluator.event_batches(rows()), evaluator.profile_table(profiles))
     return evaluator
+
+
+class _Body(msgspec.Struct):
+    properties: Any = None  # the one part of a body the batch evaluator reads
+
+
+_properties = msgspec.json.Decoder(_Body).decode
+
+
+def _raw(body: bytes) -> dict[str, Any]:
+    return {"raw": body}
 
 
 @dataclass
