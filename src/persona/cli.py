@@ -31,6 +31,8 @@ app.add_typer(rfm_app, name="rfm")
 personas_app = typer.Typer(help="Clustering personas: fit, describe, compare with the previous run.",
                            no_args_is_help=True)
 app.add_typer(personas_app, name="personas")
+catalog_app = typer.Typer(help="The product catalog recommendations read (docs/catalog.md).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PERSONA_DATA_DIR).")]
@@ -476,6 +478,80 @@ def _day_start(day: date | None, plus_days: int = 0) -> int | None:
     if day is None:
         return None
     return to_micros(datetime.combine(day + timedelta(days=plus_days), datetime.min.time(), UTC))
+
+
+@catalog_app.command("import")
+def catalog_import(
+    file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSONL file of items.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or jsonl (default: from the extension).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="YAML `file column: item field` renames.")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows "
+                                                      "(default: FILE.rejects.jsonl).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Create or replace catalog items from a file; bad rows go to a rejects file (exit 1 if any)."""
+    from persona.catalog.files import import_catalog, read_mapping
+
+    renames = read_mapping(mapping) if mapping is not None else None
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task(f"importing {file.name}", total=None)
+        result = import_catalog(file, engine.catalog, format=fmt, mapping=renames,  # type: ignore[arg-type]
+                                rejects_path=rejects, progress=lambda done, total: bar.update(
+                                    task, completed=done, total=total))
+    console.print(f"{file.name}: {result.rows} rows, {result.created} imported, {result.updated} updated, "
+                  f"{result.rejected} rejected")
+    if result.rejected:
+        console.print(f"[yellow]rejected rows written to {result.rejects_path}[/yellow]")
+        for r in result.first_rejects[:5]:
+            console.print(f"  {r}", markup=False)
+        raise typer.Exit(1)
+
+
+@catalog_app.command("sync-from-events")
+def catalog_sync_from_events(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Add the products the log's events describe, and fill fields imported items lack (never overriding them)."""
+    from persona.catalog.from_events import sync_from_events
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task("reading the log", total=engine.log.count())
+        synced = sync_from_events(engine.log, engine.catalog, progress=lambda n: bar.advance(task, n))
+    console.print(f"{synced.events:,} events describe {synced.seen:,} products: {synced.created:,} new items, "
+                  f"{synced.filled:,} filled in or brought up to date")
+
+
+@catalog_app.command("export")
+def catalog_export(
+    file: Annotated[Path, typer.Argument(help="Output file, .csv or .jsonl.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or jsonl (default: from the extension).")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Write the synthetic shop's catalog (the one "
+                                                                "`persona demo` events refer to) instead.")] = False,
+    seed: Annotated[int, typer.Option(help="With --synthetic: the workload's seed.")] = 0,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Write the catalog as a file `persona catalog import` reads back."""
+    from persona.catalog.files import write_catalog
+    from persona.catalog.items import Item
+
+    items: list[Item] = []
+    if synthetic:
+        from persona.synth.catalog import Catalog, catalog_items
+        from persona.synth.workload import DEFAULT_CATALOG_SIZE
+
+        items = catalog_items(Catalog.generate(seed, DEFAULT_CATALOG_SIZE))
+    else:
+        with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+            cursor: str | None = None
+            while True:
+                page = engine.catalog.page(1000, cursor)
+                items += page.items
+                if (cursor := page.next) is None:
+                    break
+    count = write_catalog(items, file, fmt)  # type: ignore[arg-type]
+    console.print(f"wrote {count:,} items to {file}")
 
 
 @app.command()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from persona.access.keys import MIGRATIONS as KEY_MIGRATIONS
 from persona.access.keys import KeyKind, SQLKeyStore
+from persona.catalog.store import MIGRATIONS as CATALOG_MIGRATIONS
+from persona.catalog.store import CatalogStore, SQLCatalogStore
 from persona.config import Config
 from persona.errors import StoreError
 from persona.ingest.service import IngestService
@@ -43,8 +45,8 @@ from persona.storage.sqlite import SQLiteDatabase
 
 log = logging.getLogger(__name__)
 
-# What is not derived from events lives in the log's store: the log, keys, definitions.
-LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS]
+# What is not derived from events lives in the log's store: the log, keys, definitions, the catalog.
+LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS, *CATALOG_MIGRATIONS]
 # Derived from the log: profiles and their identity graph, audiences; what scheduled jobs compute
 # over them (model traits), and the persona runs they compare with.
 STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS]
@@ -70,6 +72,7 @@ class Engine:
     model_traits: ModelTraitStore
     jobs: JobStore
     persona_runs: PersonaRunStore
+    catalog: CatalogStore  # configuration, with the log's store: survives a rebuild
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -95,6 +98,7 @@ class Engine:
             definitions=definitions, audiences=audiences, audience_stage=audience_stage,
             segments=AudienceReader(audiences, definitions, state, config.identity),
             model_traits=ModelTraitStore(state_db), jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
+            catalog=SQLCatalogStore(log_db),
         )
         engine.seed_keys()
         return engine

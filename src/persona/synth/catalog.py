@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
+from persona.catalog.items import Item, category_levels
 from persona.synth.vocab import (
     ADJECTIVES,
     BOOK_WORDS,
@@ -202,3 +203,11 @@ def _charm_price(raw: float) -> float:
     if raw >= 10:
         return round(max(round(raw), 1) - 0.01, 2)
     return round(max(round(raw * 2) / 2, 1.0) - 0.01, 2)
+
+
+def catalog_items(catalog: Catalog, currency: str = "USD") -> list[Item]:
+    """The shop's products as catalog items, to write with `persona.catalog.files.write_catalog` and
+    import: the catalog the workload's events refer to. Popularity, the simulator's hidden truth,
+    stays out."""
+    return [Item(id=p.id, name=p.name, category=category_levels(p.category), brand=p.brand, price=p.price,
+                 currency=currency, tags=tuple(p.tags), in_stock=p.in_stock) for p in catalog]
