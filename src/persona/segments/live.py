@@ -16,8 +16,10 @@ A `Plan` is the current set of segments and computed traits, compiled once:
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -79,6 +81,7 @@ class Transition:
     number: int  # the profile's nth transition for this segment: odd enters, even exits
 
 
+@lru_cache(maxsize=4096)  # looked up for every condition of every evaluation
 def input_key(of: EventAggregate) -> str:
     where = [(f.property, f.comparison.op, f.comparison.value) for f in of.where]
     raw = msgspec.json.encode([of.event, where, of.property])
@@ -206,19 +209,30 @@ class Plan:
                 state.inputs[key] = [e for e in entries if e[0] >= now - keep * MICROS]
 
     def next_check(self, state: AudienceState, now: int) -> int | None:
-        """The first moment after `now` when an entry enters (a future timestamp) or leaves a window."""
+        """The first moment after `now` when an entry enters (a future timestamp) or leaves a window.
+
+        Entries are in timestamp order, so per input that is the first entry after `now`, and per
+        window the first entry still in it (it leaves at its timestamp + the window + 1 µs)."""
         soonest: int | None = None
         for key, entries in state.inputs.items():
-            windows = self.inputs[key].windows
-            for ts, _, _ in entries:
-                if ts > now and (soonest is None or ts < soonest):
-                    soonest = ts
-                for within in windows:
-                    if within is not None:
-                        leaves = ts + within * MICROS + 1
-                        if leaves > now and (soonest is None or leaves < soonest):
-                            soonest = leaves
+            if not entries:
+                continue
+            candidates = []
+            coming = bisect_right(entries, now, key=_timestamp)
+            if coming < len(entries):
+                candidates.append(entries[coming][0])
+            for within in self.inputs[key].windows:
+                if within is not None:
+                    inside = bisect_left(entries, now - within * MICROS, key=_timestamp)
+                    if inside < len(entries):
+                        candidates.append(entries[inside][0] + within * MICROS + 1)
+            if candidates and (soonest is None or min(candidates) < soonest):
+                soonest = min(candidates)
         return soonest
+
+
+def _timestamp(entry: Entry) -> int:
+    return entry[0]
 
 
 def add_entry(state: AudienceState, key: str, entry: Entry) -> bool:
