@@ -33,6 +33,11 @@ personas_app = typer.Typer(help="Clustering personas: fit, describe, compare wit
 app.add_typer(personas_app, name="personas")
 catalog_app = typer.Typer(help="The product catalog recommendations read (docs/catalog.md).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+recs_app = typer.Typer(help="Recommendations: train the models a server serves (docs/recommendations.md).",
+                       no_args_is_help=True)
+app.add_typer(recs_app, name="recs")
+profiles_app = typer.Typer(help="Unified customer profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
 console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PERSONA_DATA_DIR).")]
@@ -552,6 +557,52 @@ def catalog_export(
                     break
     count = write_catalog(items, file, fmt)  # type: ignore[arg-type]
     console.print(f"wrote {count:,} items to {file}")
+
+
+@recs_app.command("train")
+def recs_train(
+    half_life: Annotated[float, typer.Option("--half-life", help="Days after which an interaction "
+                                                                 "weighs half as much.")] = 30.0,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Train the recommendation models on the log and the catalog; running servers pick them up by themselves."""
+    from persona.recommend.interactions import InteractionWeights
+    from persona.recommend.modelset import train
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task("reading the log", total=engine.state.folded_through())
+        models = train(engine.log, engine.state, engine.catalog, weights=InteractionWeights(half_life_days=half_life),
+                       progress=lambda n: bar.advance(task, n))
+        model_id = engine.rec_models.save(models)
+    table = Table("users", "items", "interactions", "orders", "seconds", title=f"recommendation models #{model_id}")
+    s = models.summary
+    table.add_row(f"{s['users']:,}", f"{s['items']:,}", f"{s['interactions']:,}", f"{s['orders']:,}",
+                  f"{s['seconds']:.1f}")
+    console.print(table)
+
+
+@profiles_app.command("export")
+def profiles_export(
+    out: Annotated[Path, typer.Option("--out", help="The Parquet file to write (replaced when complete).")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Every profile as one Parquet file: identifiers, counters, orders, traits, segments, computed and model
+    traits (pandas.read_parquet)."""
+    from persona.profiles.export import export_profiles
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task("exporting profiles", total=engine.state.counts().profiles)
+
+        def extras(ids: list[str]) -> dict[str, dict[str, Any]]:
+            audiences, models = engine.segments.of_profiles(ids), engine.model_traits.of_profiles(ids)
+            return {pid: {**audiences.get(pid, {}), "model_traits": models.get(pid, {})} for pid in ids}
+
+        written = export_profiles(engine.state, out, extras=extras, progress=lambda n: bar.update(task, completed=n))
+    console.print(f"exported {written:,} profiles to {out}")
 
 
 @app.command()

@@ -32,6 +32,8 @@ from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
 from persona.profiles.worker import Worker
+from persona.recommend.store import MIGRATIONS as RECOMMEND_MIGRATIONS
+from persona.recommend.store import ModelStore, Recommender
 from persona.segments.reader import AudienceReader
 from persona.segments.sql import MIGRATIONS as AUDIENCE_MIGRATIONS
 from persona.segments.sql import AudienceStore
@@ -48,8 +50,9 @@ log = logging.getLogger(__name__)
 # What is not derived from events lives in the log's store: the log, keys, definitions, the catalog.
 LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS, *CATALOG_MIGRATIONS]
 # Derived from the log: profiles and their identity graph, audiences; what scheduled jobs compute
-# over them (model traits), and the persona runs they compare with.
-STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS]
+# over them (model traits), the persona runs they compare with, and trained recommendation models.
+STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS,
+                          *RECOMMEND_MIGRATIONS]
 
 DEFAULT_SOURCE = "default"
 
@@ -73,6 +76,8 @@ class Engine:
     jobs: JobStore
     persona_runs: PersonaRunStore
     catalog: CatalogStore  # configuration, with the log's store: survives a rebuild
+    rec_models: ModelStore  # trained recommendation model sets (history: a rebuild keeps them)
+    recommender: Recommender  # serves the newest of them, swapping in newer ones
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -83,6 +88,7 @@ class Engine:
         state = SQLStateStore(state_db)
         definitions = DefinitionStore(log_db, seen_events=event_log.event_names)
         audiences = AudienceStore(state_db, AUDIENCES)
+        rec_models = ModelStore(state_db)
 
         def audience_stage() -> AudienceStage:
             return AudienceStage(event_log, state, audiences, definitions, config.identity,
@@ -98,7 +104,7 @@ class Engine:
             definitions=definitions, audiences=audiences, audience_stage=audience_stage,
             segments=AudienceReader(audiences, definitions, state, config.identity),
             model_traits=ModelTraitStore(state_db), jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
-            catalog=SQLCatalogStore(log_db),
+            catalog=SQLCatalogStore(log_db), rec_models=rec_models, recommender=Recommender(rec_models),
         )
         engine.seed_keys()
         return engine

@@ -8,6 +8,7 @@
     │   └── PayloadTooLarge     over a size or count limit (HTTP 413 or 400)
     ├── NotFound                an identifier or resource does not exist (HTTP 404)
     ├── NotEnoughData           too few customers to fit a model on (personas)
+    ├── ModelNotTrained         recommendations asked for before `persona recs train` (HTTP 503)
     └── StoreError              the storage backend failed (HTTP 503)
 
 Each carries a machine-readable `code` and, where it applies, the `field` at fault,
@@ -73,6 +74,11 @@ class NotFound(PersonaError):
 class NotEnoughData(PersonaError):
     status = 409
     code = "not_enough_data"
+
+
+class ModelNotTrained(PersonaError):
+    status = 503
+    code = "model_not_trained"
 
 
 class StoreError(PersonaError):

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from persona.storage.sql import Connection, Database, Insert, Migration
+from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, where_in
 
 MIGRATIONS = [
     Migration(300, "scheduled jobs and model traits", [
@@ -71,6 +71,17 @@ class ModelTraitStore:
     def of_profile(self, profile_id: str) -> dict[str, Any]:
         rows = self.db.query("SELECT name, value FROM model_traits WHERE profile_id = ? ORDER BY name", (profile_id,))
         return {name: _decode(value) for name, value in rows}
+
+    def of_profiles(self, profile_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """profile id -> its model traits, for those that have any."""
+        out: dict[str, dict[str, Any]] = {}
+        wanted = list(profile_ids)
+        for chunk in chunks(wanted, chunk_size(self.db.dialect)):
+            clause, params = where_in(self.db.dialect, "profile_id", chunk)
+            for pid, name, value in self.db.query(
+                    f"SELECT profile_id, name, value FROM model_traits WHERE {clause} ORDER BY name", params):
+                out.setdefault(pid, {})[name] = _decode(value)
+        return out
 
     def values(self, name: str) -> dict[str, Any]:
         """profile id -> the value of one trait, for every profile that has it."""

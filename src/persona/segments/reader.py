@@ -38,6 +38,14 @@ class AudienceReader:
             "computed_traits": {k: v for k, v in sorted((state.computed if state else {}).items()) if k in traits},
         }
 
+    def of_profiles(self, profile_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """For exports: per profile, the ids of the segments it is in and its computed traits."""
+        segments = {d.id for d in self.definitions.list("segment")}
+        traits = {d.id for d in self.definitions.list("computed_trait")}
+        return {pid: {"segments": sorted(state.segments & segments),
+                      "computed_traits": {k: v for k, v in sorted(state.computed.items()) if k in traits}}
+                for pid, state in self.audiences.states(profile_ids).items()}
+
     def members(self, segment_id: str, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         if not 1 <= limit <= MAX_PAGE:
             raise RequestError(f"limit must be between 1 and {MAX_PAGE}", field="limit")

@@ -1,0 +1,174 @@
+"""A trained set of models, what serving reads: the item index, each user's history as of
+training, and the baseline models; saved as one `np.savez` archive (no pickle) plus a JSON summary.
+
+`train` builds one from the log and the catalog. A user's recommendations come from the
+item-to-item models seeded with their recent items, filled up with popular and trending items;
+someone unknown gets popular and trending items only.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from persona.catalog.items import Item
+from persona.catalog.store import CatalogStore
+from persona.errors import NotFound
+from persona.log.store import EventLog
+from persona.profiles.sql import SQLStateStore
+from persona.recommend.interactions import PURCHASE, Interactions, InteractionWeights, collect_interactions
+from persona.recommend.models import (
+    AlsoViewed,
+    BoughtTogether,
+    ItemIndex,
+    Popularity,
+    Scored,
+    Trending,
+    UserHistory,
+    cold_start,
+)
+
+
+@dataclass
+class UserHistories:
+    """Per user (a profile root at training time): items most recent first, decayed weights, purchases."""
+
+    user_ids: list[str]
+    indptr: np.ndarray     # int64, len(user_ids) + 1
+    items: np.ndarray      # int32
+    weights: np.ndarray    # float32
+    purchased: np.ndarray  # bool
+
+    @classmethod
+    def of(cls, interactions: Interactions) -> UserHistories:
+        n = len(interactions)
+        # One row per (user, item): summed weight, latest timestamp, whether it was bought.
+        keys = interactions.users.astype(np.int64) * max(1, len(interactions.item_ids)) + interactions.items
+        unique, inverse = np.unique(keys, return_inverse=True)
+        weight = np.bincount(inverse, weights=interactions.weights, minlength=len(unique))
+        latest = np.full(len(unique), np.iinfo(np.int64).min)
+        np.maximum.at(latest, inverse, interactions.timestamps)
+        bought = np.zeros(len(unique), dtype=bool)
+        bought[inverse[interactions.kinds == PURCHASE]] = True
+        users = (unique // max(1, len(interactions.item_ids))).astype(np.int64) if n else np.zeros(0, np.int64)
+        items = (unique % max(1, len(interactions.item_ids))).astype(np.int32) if n else np.zeros(0, np.int32)
+        order = np.lexsort((-latest, users))  # by user, then most recent first
+        counts = np.bincount(users, minlength=len(interactions.user_ids))
+        return cls(interactions.user_ids, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                   items[order], weight[order].astype(np.float32), bought[order])
+
+    def history(self, user: int, items: ItemIndex) -> UserHistory:
+        start, end = self.indptr[user], self.indptr[user + 1]
+        ids = tuple(items.ids[i] for i in self.items[start:end].tolist())
+        return UserHistory(ids, tuple(self.weights[start:end].tolist()),
+                           frozenset(i for i, bought in zip(ids, self.purchased[start:end].tolist(), strict=True)
+                                     if bought))
+
+
+class ModelSet:
+    def __init__(self, items: ItemIndex, histories: UserHistories, popularity: Popularity, trending: Trending,
+                 also_viewed: AlsoViewed, bought_together: BoughtTogether, summary: dict[str, Any]) -> None:
+        self.items, self.histories, self.summary = items, histories, summary
+        self.popularity, self.trending = popularity, trending
+        self.also_viewed, self.bought_together = also_viewed, bought_together
+        self._users = {user_id: i for i, user_id in enumerate(histories.user_ids)}
+
+    # -- serving -----------------------------------------------------------------------------
+    def history(self, root: str | None) -> UserHistory | None:
+        user = self._users.get(root) if root is not None else None
+        return None if user is None else self.histories.history(user, self.items)
+
+    def for_user(self, root: str | None, k: int, exclude: Collection[str] = ()) -> list[Scored]:
+        """The user's recommendations; popular and trending items for a user the models never saw."""
+        history = self.history(root)
+        if history is None:
+            return cold_start(self.popularity, self.trending, k, exclude)
+        found = {s.item_id: s for s in self.also_viewed.recommend(history, k, exclude)}
+        if len(found) < k:
+            skip = set(exclude) | history.purchased | set(found)
+            for s in self.bought_together.recommend(history, k, skip) + cold_start(
+                    self.popularity, self.trending, k, skip):
+                found.setdefault(s.item_id, s)
+        return list(found.values())[:k]
+
+    def similar(self, item_id: str, k: int) -> list[Scored]:
+        self._known(item_id)
+        found = self.also_viewed.similar(item_id, k)
+        return found + self._same_category(item_id, k - len(found), {item_id, *(s.item_id for s in found)})
+
+    def bought_with(self, item_id: str, k: int) -> list[Scored]:
+        self._known(item_id)
+        return self.bought_together.similar(item_id, k)
+
+    def _same_category(self, item_id: str, k: int, exclude: Collection[str]) -> list[Scored]:
+        """Fills a short list of similar items with what is popular in the item's category."""
+        category = self.items.categories[self.items.position[item_id]]
+        return self.popularity.top(k, exclude, category) if k > 0 and category else []
+
+    def _known(self, item_id: str) -> None:
+        if item_id not in self.items.position:
+            raise NotFound(f"no item {item_id!r} in the catalog or in the events the model was trained on",
+                           field="item_id")
+
+    # -- saving ------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {f"items.{k}": v for k, v in self.items.arrays().items()}
+        h = self.histories
+        arrays |= {"users.ids": np.asarray(h.user_ids, dtype=str), "users.indptr": h.indptr,
+                   "users.items": h.items, "users.weights": h.weights, "users.purchased": h.purchased}
+        for model in (self.popularity, self.trending, self.also_viewed, self.bought_together):
+            arrays |= {f"{model.name}.{k}": v for k, v in model.arrays().items()}
+        out = io.BytesIO()
+        np.savez(out, **arrays)  # type: ignore[arg-type]
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, summary: dict[str, Any]) -> ModelSet:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k.removeprefix(prefix + "."): v for k, v in arrays.items() if k.startswith(prefix + ".")}
+
+        items = ItemIndex.from_arrays(part("items"))
+        u = part("users")
+        histories = UserHistories(u["ids"].tolist(), u["indptr"], u["items"], u["weights"], u["purchased"])
+        popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
+        for model in (popularity, trending, also_viewed, bought):
+            model.load(part(model.name), items)
+        return cls(items, histories, popularity, trending, also_viewed, bought, summary)
+
+
+def train(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, now: int | None = None,
+          weights: InteractionWeights | None = None, progress: Callable[[int], object] | None = None) -> ModelSet:
+    """Fit every baseline model on the folded log; `now` (microseconds) is what ages are measured from."""
+    started = time.perf_counter()
+    now = now if now is not None else int(time.time() * 1_000_000)
+    catalog_items = _all_items(catalog)
+    interactions = collect_interactions(log, state, now, weights, catalog_items, progress)
+    known = [catalog_items.get(item_id) for item_id in interactions.item_ids]
+    items = ItemIndex(interactions.item_ids, [(i.name or "") if i else "" for i in known],
+                      [(i.top_category or "") if i else "" for i in known])
+    popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
+    for model in (popularity, trending, also_viewed, bought):
+        model.fit(interactions, items)
+    summary = {"users": len(interactions.user_ids), "items": len(items), "interactions": len(interactions),
+               "orders": int(interactions.baskets.max()) + 1 if len(interactions) else 0,
+               "now": now, "half_life_days": (weights or InteractionWeights()).half_life_days,
+               "seconds": round(time.perf_counter() - started, 3)}
+    return ModelSet(items, UserHistories.of(interactions), popularity, trending, also_viewed, bought, summary)
+
+
+def _all_items(catalog: CatalogStore) -> dict[str, Item]:
+    items: dict[str, Item] = {}
+    cursor: str | None = None
+    while True:
+        page = catalog.page(1000, cursor)
+        items.update((item.id, item) for item in page.items)
+        if (cursor := page.next) is None:
+            return items
