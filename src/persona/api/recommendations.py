@@ -2,7 +2,8 @@
 
 Each answer lists `item_id`, `score`, `reason`, and the item's name and category from the
 catalog when it is there. No model trained yet answers 503; an unknown item 404; an unknown
-user gets popular and trending items.
+user gets popular and trending items. A user's list is re-ranked by what they did in the last
+minutes (`recommend/session.py`), with no retrain.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from persona.api.auth import require_secret
 from persona.api.responses import json_response
 from persona.engine import Engine
 from persona.errors import NotFound
+from persona.log.events import now_micros
 from persona.recommend.models import Scored
 from persona.recommend.modelset import ModelSet
+from persona.recommend.session import NEIGHBOURS, current_session, rerank
 
 router = APIRouter(tags=["recommendations"])
 Secret = Annotated[Engine, Depends(require_secret)]
@@ -32,7 +35,13 @@ def for_user(identifier: str, engine: Secret, k: K = 10) -> Response:
         root: str | None = engine.profiles.find(identifier).id
     except NotFound:
         root = None
-    return _answer(engine, models, models.for_user(root, k), known_user=models.history(root) is not None)
+    session = current_session(engine.state, engine.log, root, now_micros()) if root is not None else None
+    if session is None or session.empty:
+        found = models.for_user(root, k)
+    else:  # room for what the session removes and adds
+        found = rerank(models, models.for_user(root, k + len(session.cart) + NEIGHBOURS), session, k)
+    return _answer(engine, models, found, known_user=models.history(root) is not None,
+                   session={"viewed": session.viewed[:10], "cart": session.cart} if session else None)
 
 
 @router.get("/v1/recommendations/items/{item_id}/similar", summary="Items viewed with this one")

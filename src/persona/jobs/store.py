@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from persona.log.events import now_micros as now_us
 from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, where_in
 
 MIGRATIONS = [
@@ -43,10 +43,6 @@ _TRAITS = Insert("model_traits", (("profile_id", "text"), ("name", "text"), ("jo
                                   ("updated_at", "bigint")),
                  "ON CONFLICT (profile_id, name) DO UPDATE SET job = excluded.job, value = excluded.value,"
                  " updated_at = excluded.updated_at")
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class ModelTraitStore:

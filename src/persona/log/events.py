@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,11 @@ class Event(msgspec.Struct, frozen=True):
 def to_micros(dt: datetime) -> int:
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def now_micros() -> int:
+    """Now, in µs since the epoch (UTC)."""
+    return time.time_ns() // 1000
 
 
 def from_micros(us: int) -> datetime:

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from persona.identity.rules import IdentityRules
-from persona.log.events import Event, iso
+from persona.log.events import Event, iso, now_micros
 from persona.log.store import EventLog
 from persona.profiles.processor import ProcessorStats, trim_cache
 from persona.profiles.sql import SQLStateStore
@@ -49,10 +49,6 @@ SEGMENT_EXITED = "Segment Exited"
 PLAN_EVERY = 1.0  # seconds between looks at the definitions
 _EVERYTHING = frozenset({EVERYTHING})
 _decode = msgspec.json.Decoder().decode
-
-
-def now_micros() -> int:
-    return time.time_ns() // 1000
 
 
 class AudienceStage:
