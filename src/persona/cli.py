@@ -583,6 +583,36 @@ def recs_train(
     console.print(table)
 
 
+@recs_app.command("evaluate")
+def recs_evaluate(
+    test_days: Annotated[float, typer.Option("--test-days", help="Days at the end of the log to test on; "
+                                                                 "the models train on what came before.")] = 7.0,
+    k: Annotated[int, typer.Option("--k", min=1, max=100, help="Length of each recommended list.")] = 10,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Score every recommendation model offline: train on the past of the log, test on its last days."""
+    from persona.recommend.evaluation import evaluate
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        task = bar.add_task("reading the log", total=2 * engine.state.folded_through())
+        try:
+            result = evaluate(engine.log, engine.state, engine.catalog, test_days=test_days, k=k,
+                              progress=lambda n: bar.advance(task, n))
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+    cut = datetime.fromtimestamp(result.cut / 1_000_000, UTC).strftime("%Y-%m-%d %H:%M")
+    table = Table("model", f"NDCG@{k}", f"Recall@{k}", f"HR@{k}", f"MAP@{k}", "coverage",
+                  title=f"offline evaluation: trained before {cut} UTC, tested on the {test_days:g} days after",
+                  caption=f"{result.test_users:,} test users; {result.cold_users:,} with no history before "
+                          "the cut skipped")
+    for row in result.rows:
+        table.add_row(row.model, *(f"{v:.4f}" for v in (row.ndcg, row.recall, row.hit_rate, row.map)),
+                      f"{row.coverage:.1%}")
+    console.print(table)
+
+
 @profiles_app.command("export")
 def profiles_export(
     out: Annotated[Path, typer.Option("--out", help="The Parquet file to write (replaced when complete).")],

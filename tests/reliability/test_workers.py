@@ -143,6 +143,7 @@ def test_a_worker_killed_while_keeping_audiences_announces_nothing_twice(
         engine.log.append(events[1500:])
         workers.start("w3")
         wait_for(lambda: processing_of(engine)["lag"] == 0, 120, "the workers to catch up")
+        wait_for(lambda: "w3" in processing_of(engine)["workers"], 30, "w3 to join")  # not stopped mid-start
         assert processing_of(engine)["audiences"]["owner"] != holder
         workers.stop_all()
     finally:

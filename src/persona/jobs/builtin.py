@@ -73,10 +73,14 @@ def _child_main() -> None:
     except Exception as exc:
         outcome = exc
     try:
-        result_to.write(pickle.dumps(outcome))
+        encoded = pickle.dumps(outcome)
     except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
-        result_to.write(pickle.dumps(RuntimeError(f"{type(outcome).__name__}: {outcome}")))
-    result_to.flush()
+        encoded = pickle.dumps(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
+    try:
+        result_to.write(encoded)
+        result_to.flush()
+    except BrokenPipeError:  # the runner stopped meanwhile (a server shutting down): nobody to tell
+        pass
 
 
 if __name__ == "__main__":

@@ -126,24 +126,29 @@ class _Collector:
 
 
 def interactions_from(pairs: Iterable[tuple[str, Event]], now: int,
-                      weights: InteractionWeights | None = None, items: Iterable[str] = ()) -> Interactions:
+                      weights: InteractionWeights | None = None, items: Iterable[str] = (),
+                      before: int | None = None) -> Interactions:
     """Interactions from (profile root, event) pairs; `items` seeds the item vocabulary (the catalog's
-    ids, so items nobody touched yet still have an index)."""
+    ids, so items nobody touched yet still have an index). With `before` (microseconds), events at
+    or after it are left out: training for an offline evaluation must not see the test period."""
     collector = _Collector(weights or InteractionWeights(), now)
     for item_id in items:
         collector.item_index.setdefault(item_id, len(collector.item_index))
     for root, event in pairs:
-        collector.add(root, event)
+        if before is None or event.timestamp < before:
+            collector.add(root, event)
     return collector.result()
 
 
 def collect_interactions(log: EventLog, state: SQLStateStore, now: int, weights: InteractionWeights | None = None,
-                         items: Iterable[str] = (), progress: Callable[[int], object] | None = None) -> Interactions:
-    """Interactions from the whole folded log; `progress(events read)` after each batch."""
+                         items: Iterable[str] = (), progress: Callable[[int], object] | None = None,
+                         before: int | None = None) -> Interactions:
+    """Interactions from the whole folded log (or its events before `before`); `progress(events
+    read)` after each batch."""
     def pairs() -> Iterable[tuple[str, Event]]:
         for batch in folded_events(log, state):
             yield from batch
             if progress is not None:
                 progress(len(batch))
 
-    return interactions_from(pairs(), now, weights, items)
+    return interactions_from(pairs(), now, weights, items, before)

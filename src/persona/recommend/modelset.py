@@ -2,8 +2,10 @@
 training, and the baseline models; saved as one `np.savez` archive (no pickle) plus a JSON summary.
 
 `train` builds one from the log and the catalog. A user's recommendations come from the
-item-to-item models seeded with their recent items, filled up with popular and trending items;
-someone unknown gets popular and trending items only.
+item-to-item models seeded with their recent items, filled up with content-based, popular and
+trending items; someone unknown gets popular and trending items only. Similar items come from
+co-views first, then from the catalog (content-based: how a new item finds neighbours), then
+from what is popular in the item's category.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from persona.catalog.store import CatalogStore
 from persona.errors import NotFound
 from persona.log.store import EventLog
 from persona.profiles.sql import SQLStateStore
+from persona.recommend.content import ContentBased
 from persona.recommend.interactions import PURCHASE, Interactions, InteractionWeights, collect_interactions
 from persona.recommend.models import (
     AlsoViewed,
@@ -72,10 +75,12 @@ class UserHistories:
 
 class ModelSet:
     def __init__(self, items: ItemIndex, histories: UserHistories, popularity: Popularity, trending: Trending,
-                 also_viewed: AlsoViewed, bought_together: BoughtTogether, summary: dict[str, Any]) -> None:
+                 also_viewed: AlsoViewed, bought_together: BoughtTogether, summary: dict[str, Any],
+                 content: ContentBased | None = None) -> None:
         self.items, self.histories, self.summary = items, histories, summary
         self.popularity, self.trending = popularity, trending
         self.also_viewed, self.bought_together = also_viewed, bought_together
+        self.content = content if content is not None else _no_content(items)
         self._users = {user_id: i for i, user_id in enumerate(histories.user_ids)}
 
     # -- serving -----------------------------------------------------------------------------
@@ -91,15 +96,22 @@ class ModelSet:
         found = {s.item_id: s for s in self.also_viewed.recommend(history, k, exclude)}
         if len(found) < k:
             skip = set(exclude) | history.purchased | set(found)
-            for s in self.bought_together.recommend(history, k, skip) + cold_start(
-                    self.popularity, self.trending, k, skip):
+            for s in (self.bought_together.recommend(history, k, skip) + self.content.recommend(history, k, skip)
+                      + cold_start(self.popularity, self.trending, k, skip)):
                 found.setdefault(s.item_id, s)
         return list(found.values())[:k]
 
     def similar(self, item_id: str, k: int) -> list[Scored]:
+        """Co-viewed items; an item with few or none (a new one) is filled up with items alike in
+        the catalog, then with what is popular in its category."""
         self._known(item_id)
-        found = self.also_viewed.similar(item_id, k)
-        return found + self._same_category(item_id, k - len(found), {item_id, *(s.item_id for s in found)})
+        found = {s.item_id: s for s in self.also_viewed.similar(item_id, k)}
+        if len(found) < k:
+            for s in self.content.similar(item_id, k):
+                if s.item_id not in found and len(found) < k:
+                    found[s.item_id] = s
+        listed = list(found.values())
+        return listed + self._same_category(item_id, k - len(listed), {item_id, *found})
 
     def bought_with(self, item_id: str, k: int) -> list[Scored]:
         self._known(item_id)
@@ -121,7 +133,7 @@ class ModelSet:
         h = self.histories
         arrays |= {"users.ids": np.asarray(h.user_ids, dtype=str), "users.indptr": h.indptr,
                    "users.items": h.items, "users.weights": h.weights, "users.purchased": h.purchased}
-        for model in (self.popularity, self.trending, self.also_viewed, self.bought_together):
+        for model in (self.popularity, self.trending, self.also_viewed, self.bought_together, self.content):
             arrays |= {f"{model.name}.{k}": v for k, v in model.arrays().items()}
         out = io.BytesIO()
         np.savez(out, **arrays)  # type: ignore[arg-type]
@@ -141,27 +153,43 @@ class ModelSet:
         popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
         for model in (popularity, trending, also_viewed, bought):
             model.load(part(model.name), items)
-        return cls(items, histories, popularity, trending, also_viewed, bought, summary)
+        content = None
+        if content_arrays := part(ContentBased.name):  # a set saved before content-based existed has none
+            content = ContentBased()
+            content.load(content_arrays, items)
+        return cls(items, histories, popularity, trending, also_viewed, bought, summary, content)
 
 
 def train(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, now: int | None = None,
-          weights: InteractionWeights | None = None, progress: Callable[[int], object] | None = None) -> ModelSet:
-    """Fit every baseline model on the folded log; `now` (microseconds) is what ages are measured from."""
+          weights: InteractionWeights | None = None, progress: Callable[[int], object] | None = None,
+          before: int | None = None) -> ModelSet:
+    """Fit every model on the folded log; `now` (microseconds) is what ages are measured from, and
+    only events before `before` count when it is given (an offline evaluation's training period)."""
     started = time.perf_counter()
     now = now if now is not None else int(time.time() * 1_000_000)
     catalog_items = _all_items(catalog)
-    interactions = collect_interactions(log, state, now, weights, catalog_items, progress)
+    interactions = collect_interactions(log, state, now, weights, catalog_items, progress, before)
     known = [catalog_items.get(item_id) for item_id in interactions.item_ids]
     items = ItemIndex(interactions.item_ids, [(i.name or "") if i else "" for i in known],
                       [(i.top_category or "") if i else "" for i in known])
     popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
-    for model in (popularity, trending, also_viewed, bought):
+    content = ContentBased(catalog_items)
+    for model in (popularity, trending, also_viewed, bought, content):
         model.fit(interactions, items)
     summary = {"users": len(interactions.user_ids), "items": len(items), "interactions": len(interactions),
                "orders": int(interactions.baskets.max()) + 1 if len(interactions) else 0,
+               "latest_interaction": int(interactions.timestamps.max()) if len(interactions) else None,
                "now": now, "half_life_days": (weights or InteractionWeights()).half_life_days,
                "seconds": round(time.perf_counter() - started, 3)}
-    return ModelSet(items, UserHistories.of(interactions), popularity, trending, also_viewed, bought, summary)
+    return ModelSet(items, UserHistories.of(interactions), popularity, trending, also_viewed, bought, summary,
+                    content)
+
+
+def _no_content(items: ItemIndex) -> ContentBased:
+    content = ContentBased()
+    content.load({"indptr": np.zeros(len(items) + 1, np.int64), "indices": np.zeros(0, np.int32),
+                  "data": np.zeros(0, np.float32)}, items)
+    return content
 
 
 def _all_items(catalog: CatalogStore) -> dict[str, Item]:

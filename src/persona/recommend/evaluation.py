@@ -1,0 +1,141 @@
+"""Offline evaluation: train on the past of the log, score the models on its future.
+
+A global temporal split: the cut is `test_days` before the newest interaction in the log. The
+models are trained by the same `train` as `persona recs train`, with `now` at the cut and only
+the events before it, so nothing of the test period leaks into training. A test user is one
+with at least one interaction (of any kind) in the test period and some history before the
+cut; what they interacted with in the test period and had not bought before is what a good
+list should hold (their relevant set). Users with no history before the cut ("cold") are
+counted and skipped: every model would give them the same popular list.
+
+Metrics, averaged over test users (each in [0, 1]):
+
+    HR@k       the list holds at least one relevant item
+    Recall@k   relevant items in the list / relevant items
+    NDCG@k     hits discounted by log2(rank + 1), over the best possible for that user
+    MAP@k      precision at each hit's rank, summed, over min(relevant items, k)
+    coverage   distinct items recommended to anyone / items in the catalog and the log
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from persona.catalog.store import CatalogStore
+from persona.log.store import EventLog
+from persona.profiles.sql import SQLStateStore
+from persona.recommend.interactions import MICROS_PER_DAY, PURCHASE, Interactions, collect_interactions
+from persona.recommend.models import Scored, UserHistory
+from persona.recommend.modelset import ModelSet, train
+
+
+# -- metrics of one ranked list -------------------------------------------------------------------
+def hits_at(ranked: Sequence[str], relevant: Collection[str], k: int) -> np.ndarray:
+    """1.0 where the item at that rank (of the first k) is relevant, else 0.0."""
+    return np.asarray([1.0 if item in relevant else 0.0 for item in ranked[:k]], dtype=np.float64)
+
+
+def hit_rate(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    return float(hits_at(ranked, relevant, k).any())
+
+
+def recall(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    return float(hits_at(ranked, relevant, k).sum() / len(relevant)) if relevant else 0.0
+
+
+def ndcg(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    hits = hits_at(ranked, relevant, k)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = discounts[:min(len(relevant), k)].sum()
+    return float((hits * discounts[:len(hits)]).sum() / ideal) if ideal else 0.0
+
+
+def average_precision(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    hits = hits_at(ranked, relevant, k)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    denominator = min(len(relevant), k)
+    return float((precision * hits).sum() / denominator) if denominator else 0.0
+
+
+# -- the evaluation ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelScores:
+    model: str
+    ndcg: float
+    recall: float
+    hit_rate: float
+    map: float
+    coverage: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rows: list[ModelScores]  # best NDCG first
+    k: int
+    cut: int                 # microseconds: training is before it, the test period from it on
+    test_users: int          # evaluated: a test interaction and history before the cut
+    cold_users: int          # test interactions but no history before the cut: skipped
+    latest_trained: int | None  # the newest interaction the models were trained on (< cut)
+
+
+Recommender = Callable[[str, UserHistory, int], list[Scored]]
+
+
+def recommenders(models: ModelSet) -> dict[str, Recommender]:
+    """Each base model on its own, and the set's blend (what `GET /v1/recommendations/{user}` serves)."""
+    return {
+        "blend (for_user)": lambda root, history, k: models.for_user(root, k),
+        "also_viewed": lambda root, history, k: models.also_viewed.recommend(history, k),
+        "bought_together": lambda root, history, k: models.bought_together.recommend(history, k),
+        "content": lambda root, history, k: models.content.recommend(history, k),
+        "trending": lambda root, history, k: models.trending.recommend(history, k),
+        "popularity": lambda root, history, k: models.popularity.recommend(history, k),
+    }
+
+
+def relevant_items(interactions: Interactions, cut: int) -> dict[str, set[str]]:
+    """Per user: items touched from the cut on that they had not bought before it."""
+    test = interactions.timestamps >= cut
+    bought_before = (interactions.timestamps < cut) & (interactions.kinds == PURCHASE)
+    bought = {(int(u), int(i)) for u, i in zip(interactions.users[bought_before],
+                                               interactions.items[bought_before], strict=True)}
+    relevant: dict[str, set[str]] = {}
+    for u, i in zip(interactions.users[test].tolist(), interactions.items[test].tolist(), strict=True):
+        if (u, i) not in bought:
+            relevant.setdefault(interactions.user_ids[u], set()).add(interactions.item_ids[i])
+    return relevant
+
+
+def evaluate(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, test_days: float = 7, k: int = 10,
+             progress: Callable[[int], object] | None = None) -> Evaluation:
+    """Train on the log before the cut and score every model on the `test_days` after it.
+    `progress(events read)` as the log is read (twice: whole, then up to the cut)."""
+    if test_days <= 0 or k <= 0:
+        raise ValueError("test_days and k must be positive")
+    whole = collect_interactions(log, state, 0, progress=progress)
+    if not len(whole):
+        raise ValueError("no interactions in the log to evaluate on")
+    cut = int(whole.timestamps.max()) - int(test_days * MICROS_PER_DAY) + 1
+    models = train(log, state, catalog, now=cut, before=cut, progress=progress)
+    relevant = relevant_items(whole, cut)
+    users = [(root, history, items) for root, items in relevant.items()
+             if (history := models.history(root)) is not None]
+    rows = [_score(name, recommend, users, k, len(models.items)) for name, recommend in recommenders(models).items()]
+    rows.sort(key=lambda row: (-row.ndcg, -row.recall, row.model))
+    return Evaluation(rows, k, cut, len(users), len(relevant) - len(users), models.summary["latest_interaction"])
+
+
+def _score(name: str, recommend: Recommender, users: list[tuple[str, UserHistory, set[str]]], k: int,
+           catalog_size: int) -> ModelScores:
+    totals = np.zeros(4)
+    recommended: set[str] = set()
+    for root, history, relevant in users:
+        ranked = [s.item_id for s in recommend(root, history, k)][:k]
+        recommended.update(ranked)
+        totals += (ndcg(ranked, relevant, k), recall(ranked, relevant, k), hit_rate(ranked, relevant, k),
+                   average_precision(ranked, relevant, k))
+    means = totals / max(1, len(users))
+    return ModelScores(name, *means.tolist(), coverage=len(recommended) / max(1, catalog_size))
