@@ -19,45 +19,20 @@ Metrics, averaged over test users (each in [0, 1]):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from persona.catalog.store import CatalogStore
 from persona.log.store import EventLog
 from persona.profiles.sql import SQLStateStore
-from persona.recommend.interactions import MICROS_PER_DAY, PURCHASE, Interactions, collect_interactions
+from persona.recommend.interactions import MICROS_PER_DAY, collect_interactions
+from persona.recommend.metrics import average_precision, hit_rate, ndcg, recall, relevant_items
+from persona.recommend.metrics import hits_at as hits_at  # the metrics used to live here
 from persona.recommend.models import Scored, UserHistory
 from persona.recommend.modelset import ModelSet, train
-
-
-# -- metrics of one ranked list -------------------------------------------------------------------
-def hits_at(ranked: Sequence[str], relevant: Collection[str], k: int) -> np.ndarray:
-    """1.0 where the item at that rank (of the first k) is relevant, else 0.0."""
-    return np.asarray([1.0 if item in relevant else 0.0 for item in ranked[:k]], dtype=np.float64)
-
-
-def hit_rate(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
-    return float(hits_at(ranked, relevant, k).any())
-
-
-def recall(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
-    return float(hits_at(ranked, relevant, k).sum() / len(relevant)) if relevant else 0.0
-
-
-def ndcg(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
-    hits = hits_at(ranked, relevant, k)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = discounts[:min(len(relevant), k)].sum()
-    return float((hits * discounts[:len(hits)]).sum() / ideal) if ideal else 0.0
-
-
-def average_precision(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
-    hits = hits_at(ranked, relevant, k)
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    denominator = min(len(relevant), k)
-    return float((precision * hits).sum() / denominator) if denominator else 0.0
 
 
 # -- the evaluation ---------------------------------------------------------------------------------
@@ -79,13 +54,15 @@ class Evaluation:
     test_users: int          # evaluated: a test interaction and history before the cut
     cold_users: int          # test interactions but no history before the cut: skipped
     latest_trained: int | None  # the newest interaction the models were trained on (< cut)
+    blend: dict[str, Any] = field(default_factory=dict)  # the learned weights and validation NDCG (train's summary)
 
 
 Recommender = Callable[[str, UserHistory, int], list[Scored]]
 
 
 def recommenders(models: ModelSet) -> dict[str, Recommender]:
-    """Each base model on its own, and the set's blend (what `GET /v1/recommendations/{user}` serves)."""
+    """Each base model on its own, and the set's learned blend (what `GET /v1/recommendations/{user}`
+    serves; its weights were tuned on a validation period before the cut, never on the test period)."""
     return {
         "blend (for_user)": lambda root, history, k: models.for_user(root, k),
         "also_viewed": lambda root, history, k: models.also_viewed.recommend(history, k),
@@ -94,19 +71,6 @@ def recommenders(models: ModelSet) -> dict[str, Recommender]:
         "trending": lambda root, history, k: models.trending.recommend(history, k),
         "popularity": lambda root, history, k: models.popularity.recommend(history, k),
     }
-
-
-def relevant_items(interactions: Interactions, cut: int) -> dict[str, set[str]]:
-    """Per user: items touched from the cut on that they had not bought before it."""
-    test = interactions.timestamps >= cut
-    bought_before = (interactions.timestamps < cut) & (interactions.kinds == PURCHASE)
-    bought = {(int(u), int(i)) for u, i in zip(interactions.users[bought_before],
-                                               interactions.items[bought_before], strict=True)}
-    relevant: dict[str, set[str]] = {}
-    for u, i in zip(interactions.users[test].tolist(), interactions.items[test].tolist(), strict=True):
-        if (u, i) not in bought:
-            relevant.setdefault(interactions.user_ids[u], set()).add(interactions.item_ids[i])
-    return relevant
 
 
 def evaluate(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, test_days: float = 7, k: int = 10,
@@ -125,7 +89,8 @@ def evaluate(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, test
              if (history := models.history(root)) is not None]
     rows = [_score(name, recommend, users, k, len(models.items)) for name, recommend in recommenders(models).items()]
     rows.sort(key=lambda row: (-row.ndcg, -row.recall, row.model))
-    return Evaluation(rows, k, cut, len(users), len(relevant) - len(users), models.summary["latest_interaction"])
+    return Evaluation(rows, k, cut, len(users), len(relevant) - len(users), models.summary["latest_interaction"],
+                      models.summary["blend"])
 
 
 def _score(name: str, recommend: Recommender, users: list[tuple[str, UserHistory, set[str]]], k: int,

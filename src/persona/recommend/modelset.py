@@ -1,9 +1,10 @@
 """A trained set of models, what serving reads: the item index, each user's history as of
 training, and the baseline models; saved as one `np.savez` archive (no pickle) plus a JSON summary.
 
-`train` builds one from the log and the catalog. A user's recommendations come from the
-item-to-item models seeded with their recent items, filled up with content-based, popular and
-trending items; someone unknown gets popular and trending items only. Similar items come from
+`train` builds one from the log and the catalog. A user's recommendations are the learned blend
+of every base model (`blend.py`): its weights are tuned on the last `validation_days` of the
+training period with the models fitted on what came before, then the models are refitted on the
+whole period. Someone unknown gets popular and trending items only. Similar items come from
 co-views first, then from the catalog (content-based: how a new item finds neighbours), then
 from what is popular in the item's category.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -23,12 +24,21 @@ from persona.catalog.store import CatalogStore
 from persona.errors import NotFound
 from persona.log.store import EventLog
 from persona.profiles.sql import SQLStateStore
+from persona.recommend.blend import CANDIDATES, DEFAULT_WEIGHTS, MODELS, LearnedWeights, candidates, learn_weights, rank
 from persona.recommend.content import ContentBased
-from persona.recommend.interactions import PURCHASE, Interactions, InteractionWeights, collect_interactions
+from persona.recommend.interactions import (
+    MICROS_PER_DAY,
+    PURCHASE,
+    Interactions,
+    InteractionWeights,
+    collect_interactions,
+)
+from persona.recommend.metrics import relevant_items
 from persona.recommend.models import (
     AlsoViewed,
     BoughtTogether,
     ItemIndex,
+    Model,
     Popularity,
     Scored,
     Trending,
@@ -76,11 +86,12 @@ class UserHistories:
 class ModelSet:
     def __init__(self, items: ItemIndex, histories: UserHistories, popularity: Popularity, trending: Trending,
                  also_viewed: AlsoViewed, bought_together: BoughtTogether, summary: dict[str, Any],
-                 content: ContentBased | None = None) -> None:
+                 content: ContentBased | None = None, weights: Mapping[str, float] | None = None) -> None:
         self.items, self.histories, self.summary = items, histories, summary
         self.popularity, self.trending = popularity, trending
         self.also_viewed, self.bought_together = also_viewed, bought_together
         self.content = content if content is not None else _no_content(items)
+        self.weights = dict(weights if weights is not None else DEFAULT_WEIGHTS)
         self._users = {user_id: i for i, user_id in enumerate(histories.user_ids)}
 
     # -- serving -----------------------------------------------------------------------------
@@ -93,13 +104,14 @@ class ModelSet:
         history = self.history(root)
         if history is None:
             return cold_start(self.popularity, self.trending, k, exclude)
-        found = {s.item_id: s for s in self.also_viewed.recommend(history, k, exclude)}
-        if len(found) < k:
-            skip = set(exclude) | history.purchased | set(found)
-            for s in (self.bought_together.recommend(history, k, skip) + self.content.recommend(history, k, skip)
-                      + cold_start(self.popularity, self.trending, k, skip)):
-                found.setdefault(s.item_id, s)
-        return list(found.values())[:k]
+        found = candidates(self.base_models(), history, max(k, CANDIDATES), exclude)
+        return rank(found, np.asarray([self.weights.get(name, 0.0) for name in MODELS]), k)
+
+    def base_models(self) -> list[Model]:
+        """The blend's models, in `blend.MODELS` order."""
+        by_name: dict[str, Model] = {m.name: m for m in (self.popularity, self.trending, self.also_viewed,
+                                                          self.bought_together, self.content)}
+        return [by_name[name] for name in MODELS]
 
     def similar(self, item_id: str, k: int) -> list[Scored]:
         """Co-viewed items; an item with few or none (a new one) is filled up with items alike in
@@ -135,6 +147,7 @@ class ModelSet:
                    "users.items": h.items, "users.weights": h.weights, "users.purchased": h.purchased}
         for model in (self.popularity, self.trending, self.also_viewed, self.bought_together, self.content):
             arrays |= {f"{model.name}.{k}": v for k, v in model.arrays().items()}
+        arrays["blend.weights"] = np.asarray([self.weights.get(name, 0.0) for name in MODELS], dtype=np.float64)
         out = io.BytesIO()
         np.savez(out, **arrays)  # type: ignore[arg-type]
         return out.getvalue()
@@ -157,14 +170,18 @@ class ModelSet:
         if content_arrays := part(ContentBased.name):  # a set saved before content-based existed has none
             content = ContentBased()
             content.load(content_arrays, items)
-        return cls(items, histories, popularity, trending, also_viewed, bought, summary, content)
+        # A set saved before the blend was learned has no weights: the defaults.
+        weights = dict(zip(MODELS, arrays["blend.weights"].tolist(), strict=True)) if "blend.weights" in arrays \
+            else None
+        return cls(items, histories, popularity, trending, also_viewed, bought, summary, content, weights)
 
 
 def train(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, now: int | None = None,
           weights: InteractionWeights | None = None, progress: Callable[[int], object] | None = None,
-          before: int | None = None) -> ModelSet:
+          before: int | None = None, validation_days: float = 7) -> ModelSet:
     """Fit every model on the folded log; `now` (microseconds) is what ages are measured from, and
-    only events before `before` count when it is given (an offline evaluation's training period)."""
+    only events before `before` count when it is given (an offline evaluation's training period).
+    The blend's weights are learned on the last `validation_days` of the events trained on."""
     started = time.perf_counter()
     now = now if now is not None else int(time.time() * 1_000_000)
     catalog_items = _all_items(catalog)
@@ -172,17 +189,51 @@ def train(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, now: in
     known = [catalog_items.get(item_id) for item_id in interactions.item_ids]
     items = ItemIndex(interactions.item_ids, [(i.name or "") if i else "" for i in known],
                       [(i.top_category or "") if i else "" for i in known])
-    popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
     content = ContentBased(catalog_items)
-    for model in (popularity, trending, also_viewed, bought, content):
-        model.fit(interactions, items)
+    content.fit(interactions, items)  # from the catalog only: the same for the validation fit
+    half_life = (weights or InteractionWeights()).half_life_days
+    learned = _learn_blend(interactions, items, content, validation_days, half_life)
+    popularity, trending, also_viewed, bought = _fit_interaction_models(interactions, items)
     summary = {"users": len(interactions.user_ids), "items": len(items), "interactions": len(interactions),
                "orders": int(interactions.baskets.max()) + 1 if len(interactions) else 0,
                "latest_interaction": int(interactions.timestamps.max()) if len(interactions) else None,
                "now": now, "half_life_days": (weights or InteractionWeights()).half_life_days,
+               "blend": asdict(learned) | {"validation_days": validation_days},
                "seconds": round(time.perf_counter() - started, 3)}
     return ModelSet(items, UserHistories.of(interactions), popularity, trending, also_viewed, bought, summary,
-                    content)
+                    content, learned.weights)
+
+
+def _fit_interaction_models(interactions: Interactions,
+                            items: ItemIndex) -> tuple[Popularity, Trending, AlsoViewed, BoughtTogether]:
+    popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
+    for model in (popularity, trending, also_viewed, bought):
+        model.fit(interactions, items)
+    return popularity, trending, also_viewed, bought
+
+
+def _learn_blend(interactions: Interactions, items: ItemIndex, content: ContentBased, validation_days: float,
+                 half_life_days: float) -> LearnedWeights:
+    """Weights tuned on the last `validation_days` of the interactions, the models fitted on the
+    ones before (aged from the validation cut); users with history before the cut are scored."""
+    if not len(interactions) or validation_days <= 0:
+        return learn_weights([], [])
+    cut = int(interactions.timestamps.max()) - int(validation_days * MICROS_PER_DAY) + 1
+    past = _before(interactions, cut, half_life_days)
+    popularity, trending, also_viewed, bought = _fit_interaction_models(past, items)
+    validation = ModelSet(items, UserHistories.of(past), popularity, trending, also_viewed, bought, {}, content)
+    users = [(history, relevant) for root, relevant in relevant_items(interactions, cut).items()
+             if (history := validation.history(root)) is not None and history.items]
+    return learn_weights(validation.base_models(), users)
+
+
+def _before(interactions: Interactions, cut: int, half_life_days: float) -> Interactions:
+    """The interactions before `cut`, their weights aged from `cut` instead of `now`."""
+    keep = interactions.timestamps < cut
+    younger = 2.0 ** (max(0, interactions.now - cut) / MICROS_PER_DAY / half_life_days)
+    i = interactions
+    return Interactions(i.users[keep], i.items[keep], (i.weights[keep] * younger).astype(np.float32),
+                        i.timestamps[keep], i.kinds[keep], i.baskets[keep], i.user_ids, i.item_ids, cut)
 
 
 def _no_content(items: ItemIndex) -> ContentBased:
