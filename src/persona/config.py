@@ -56,6 +56,9 @@ SETTINGS = [
     Setting("definitions", None,
             "YAML file of segments and computed traits that `persona serve` applies on start (definitions as "
             "code; `persona segments apply FILE` applies it again while it runs)."),
+    Setting("placements", None,
+            "YAML file of recommendation placements (`placement name -> rules`: stock, categories, brands, "
+            "price, diversity, purchases, boost/bury), loaded on start; a request names one with `placement`."),
     Setting("segment_time_check", 60.0,
             "Seconds between the audience stage's looks for profiles whose segments change with time alone "
             "(`no purchase in 90 days` becoming true): the most such a transition is announced late.", float),
@@ -86,6 +89,7 @@ class Config:
     processor: str = "process"
     ready_max_lag: int = 100_000
     definitions: Path | None = None
+    placements: Path | None = None
     segment_time_check: float = 60.0
     rfm_refresh: float = 3600.0
     personas_refit: float = 86400.0
@@ -134,6 +138,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     values.update(given)
     values["data_dir"] = Path(values["data_dir"])
     values["definitions"] = Path(values["definitions"]) if values["definitions"] else None
+    values["placements"] = Path(values["placements"]) if values["placements"] else None
     values["store"], values["data_dir"] = _store(values["store"], values["data_dir"])
     values["config"] = path if path.exists() else None
     if str(values["synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):

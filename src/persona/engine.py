@@ -32,6 +32,7 @@ from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
 from persona.profiles.worker import Worker
+from persona.recommend.placements import Placement, read_placements_file
 from persona.recommend.store import MIGRATIONS as RECOMMEND_MIGRATIONS
 from persona.recommend.store import ModelStore, Recommender
 from persona.segments.reader import AudienceReader
@@ -78,10 +79,13 @@ class Engine:
     catalog: CatalogStore  # configuration, with the log's store: survives a rebuild
     rec_models: ModelStore  # trained recommendation model sets (history: a rebuild keeps them)
     recommender: Recommender  # serves the newest of them, swapping in newer ones
+    placements: dict[str, Placement]  # business rules per placement, from the `placements` file
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
         """Open (and migrate) the store the config names; `application_name` labels PostgreSQL sessions."""
+        # Read first: a placements file that does not parse stops the start before a store is opened.
+        placements = read_placements_file(config.placements) if config.placements else {}
         log_db, state_db = open_databases(config, application_name)
         event_log = SQLEventLog(log_db)
         keys = SQLKeyStore(log_db)
@@ -105,6 +109,7 @@ class Engine:
             segments=AudienceReader(audiences, definitions, state, config.identity),
             model_traits=ModelTraitStore(state_db), jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
             catalog=SQLCatalogStore(log_db), rec_models=rec_models, recommender=Recommender(rec_models),
+            placements=placements,
         )
         engine.seed_keys()
         return engine

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -49,13 +49,15 @@ from persona.recommend.models import (
 
 @dataclass
 class UserHistories:
-    """Per user (a profile root at training time): items most recent first, decayed weights, purchases."""
+    """Per user (a profile root at training time): items most recent first, decayed weights, purchases
+    (and when each item was last bought, µs; absent from a set saved before it was kept)."""
 
     user_ids: list[str]
     indptr: np.ndarray     # int64, len(user_ids) + 1
     items: np.ndarray      # int32
     weights: np.ndarray    # float32
     purchased: np.ndarray  # bool
+    purchased_at: np.ndarray | None = None  # int64, the latest purchase; meaningless where not purchased
 
     @classmethod
     def of(cls, interactions: Interactions) -> UserHistories:
@@ -68,12 +70,15 @@ class UserHistories:
         np.maximum.at(latest, inverse, interactions.timestamps)
         bought = np.zeros(len(unique), dtype=bool)
         bought[inverse[interactions.kinds == PURCHASE]] = True
+        bought_at = np.full(len(unique), np.iinfo(np.int64).min)
+        purchases = interactions.kinds == PURCHASE
+        np.maximum.at(bought_at, inverse[purchases], interactions.timestamps[purchases])
         users = (unique // max(1, len(interactions.item_ids))).astype(np.int64) if n else np.zeros(0, np.int64)
         items = (unique % max(1, len(interactions.item_ids))).astype(np.int32) if n else np.zeros(0, np.int32)
         order = np.lexsort((-latest, users))  # by user, then most recent first
         counts = np.bincount(users, minlength=len(interactions.user_ids))
         return cls(interactions.user_ids, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                   items[order], weight[order].astype(np.float32), bought[order])
+                   items[order], weight[order].astype(np.float32), bought[order], bought_at[order])
 
     def history(self, user: int, items: ItemIndex) -> UserHistory:
         start, end = self.indptr[user], self.indptr[user + 1]
@@ -81,6 +86,14 @@ class UserHistories:
         return UserHistory(ids, tuple(self.weights[start:end].tolist()),
                            frozenset(i for i, bought in zip(ids, self.purchased[start:end].tolist(), strict=True)
                                      if bought))
+
+    def purchases(self, user: int, items: ItemIndex) -> dict[str, int]:
+        """Each item the user bought, with when they last bought it (µs); empty when not kept."""
+        if self.purchased_at is None:
+            return {}
+        start, end = self.indptr[user], self.indptr[user + 1]
+        bought = np.flatnonzero(self.purchased[start:end]) + start
+        return {items.ids[int(self.items[i])]: int(self.purchased_at[i]) for i in bought.tolist()}
 
 
 class ModelSet:
@@ -99,11 +112,20 @@ class ModelSet:
         user = self._users.get(root) if root is not None else None
         return None if user is None else self.histories.history(user, self.items)
 
-    def for_user(self, root: str | None, k: int, exclude: Collection[str] = ()) -> list[Scored]:
-        """The user's recommendations; popular and trending items for a user the models never saw."""
+    def purchases(self, root: str | None) -> dict[str, int]:
+        """What the user had bought at training time, with when (µs) they last bought each."""
+        user = self._users.get(root) if root is not None else None
+        return {} if user is None else self.histories.purchases(user, self.items)
+
+    def for_user(self, root: str | None, k: int, exclude: Collection[str] = (),
+                 allow_purchased: Collection[str] = ()) -> list[Scored]:
+        """The user's recommendations; popular and trending items for a user the models never saw.
+        Purchased items are left out, except `allow_purchased` (a placement's repurchase window)."""
         history = self.history(root)
         if history is None:
             return cold_start(self.popularity, self.trending, k, exclude)
+        if allow_purchased:
+            history = replace(history, purchased=history.purchased - frozenset(allow_purchased))
         found = candidates(self.base_models(), history, max(k, CANDIDATES), exclude)
         return rank(found, np.asarray([self.weights.get(name, 0.0) for name in MODELS]), k)
 
@@ -145,6 +167,8 @@ class ModelSet:
         h = self.histories
         arrays |= {"users.ids": np.asarray(h.user_ids, dtype=str), "users.indptr": h.indptr,
                    "users.items": h.items, "users.weights": h.weights, "users.purchased": h.purchased}
+        if h.purchased_at is not None:
+            arrays["users.purchased_at"] = h.purchased_at
         for model in (self.popularity, self.trending, self.also_viewed, self.bought_together, self.content):
             arrays |= {f"{model.name}.{k}": v for k, v in model.arrays().items()}
         arrays["blend.weights"] = np.asarray([self.weights.get(name, 0.0) for name in MODELS], dtype=np.float64)
@@ -162,7 +186,8 @@ class ModelSet:
 
         items = ItemIndex.from_arrays(part("items"))
         u = part("users")
-        histories = UserHistories(u["ids"].tolist(), u["indptr"], u["items"], u["weights"], u["purchased"])
+        histories = UserHistories(u["ids"].tolist(), u["indptr"], u["items"], u["weights"], u["purchased"],
+                                  u.get("purchased_at"))
         popularity, trending, also_viewed, bought = Popularity(), Trending(), AlsoViewed(), BoughtTogether()
         for model in (popularity, trending, also_viewed, bought):
             model.load(part(model.name), items)
