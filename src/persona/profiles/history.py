@@ -33,3 +33,10 @@ def folded_events(log: EventLog, state: SQLStateStore, *, batch: int = 10_000,
         if pairs:
             yield pairs
         after = reached
+
+
+def raw_body(body: bytes) -> dict[str, Any]:
+    """A `decode` for `EventLog.read`/`folded_events` that leaves the body undecoded, under "raw", for a
+    reader that decodes only the bodies (or the parts) it needs."""
+    return {"raw": body}
+

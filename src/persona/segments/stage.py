@@ -33,6 +33,7 @@ import msgspec
 from persona.identity.rules import IdentityRules
 from persona.log.events import Event, iso, now_micros
 from persona.log.store import EventLog
+from persona.profiles.history import raw_body
 from persona.profiles.processor import ProcessorStats, trim_cache
 from persona.profiles.sql import SQLStateStore
 from persona.segments.evaluate import event_name
@@ -141,7 +142,7 @@ class AudienceStage:
         if self.plan.empty and self._sweep is None:
             self._read_from = through  # nothing reads events: skip them
             return 0, through
-        events = self.log.read(self._read_from, self.batch_size, _raw)
+        events = self.log.read(self._read_from, self.batch_size, raw_body)
         batch = [e for e in events if e.seq <= through]
         reached = through if len(events) < self.batch_size or events[-1].seq >= through else batch[-1].seq
         assigned = self.state.assigned(self._read_from, reached)
@@ -320,10 +321,6 @@ def _address(body: dict[str, Any], identifiers: dict[str, list[str]], rules: Ide
                 target = target.setdefault(part, {})
             target[leaf] = values[0]
             return
-
-
-def _raw(data: bytes) -> dict[str, Any]:
-    return {"raw": data}
 
 
 def _is_announcement(body: dict[str, Any]) -> bool:

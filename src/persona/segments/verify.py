@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from persona.log.store import EventLog
-from persona.profiles.history import folded_events
+from persona.profiles.history import folded_events, raw_body
 from persona.profiles.sql import SQLStateStore
 from persona.segments.batch import BatchEvaluator, BatchResult
 from persona.segments.evaluate import event_name
@@ -31,7 +31,7 @@ def from_store(log: EventLog, state: SQLStateStore, definitions: DefinitionStore
     evaluator = BatchEvaluator(*definitions.parsed())
 
     def rows() -> Any:
-        for batch in folded_events(log, state, decode=_raw):  # bodies decoded only where an aggregate reads them
+        for batch in folded_events(log, state, decode=raw_body):  # bodies decoded only where an aggregate reads them
             for pid, event in batch:
                 name = event_name(event)
                 if name in evaluator.events:
@@ -50,10 +50,6 @@ class _Body(msgspec.Struct):
 
 
 _properties = msgspec.json.Decoder(_Body).decode
-
-
-def _raw(body: bytes) -> dict[str, Any]:
-    return {"raw": body}
 
 
 @dataclass
