@@ -68,11 +68,17 @@ def main() -> None:
               f"filled in {filled - started:.1f} s, evaluated in {done - filled:.1f} s")
         print(f"{result.test_users:,} test users, {result.cold_users:,} cold (no history before the cut) skipped\n")
         print(markdown(result))
-        blend = result.blend
+        blend = result.training["blend"]
         weights = ", ".join(f"{name} {w:.1f}" for name, w in blend["weights"].items())
         single = ", ".join(f"{name} {v:.4f}" for name, v in blend["single"].items())
         print(f"\nlearned blend weights: {weights}; validation ({blend['users']} users, last "
               f"{blend['validation_days']:g} days before the cut): NDCG@10 blend {blend['ndcg']:.4f}, {single}")
+        print("\nhyperparameters tried on the validation split (NDCG@10 of the model alone):\n")
+        print("| model | setting | NDCG@10 | seconds |\n|---|---|---|---|")
+        for trial in result.training["tuning"]:
+            setting = ", ".join(f"{k}={v}" for k, v in trial["setting"].items())
+            print(f"| {trial['model']} | {setting} | {trial['ndcg']:.4f} | {trial['seconds']:.2f} |")
+        print(f"\nchosen: {result.training['hyperparameters']}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 

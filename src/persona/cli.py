@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -36,6 +37,9 @@ app.add_typer(catalog_app, name="catalog")
 recs_app = typer.Typer(help="Recommendations: train the models a server serves (docs/recommendations.md).",
                        no_args_is_help=True)
 app.add_typer(recs_app, name="recs")
+journeys_app = typer.Typer(help="Journeys: event-driven triggers and multi-step journeys (docs/activation.md).",
+                           no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
 profiles_app = typer.Typer(help="Unified customer profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 console = Console()
@@ -127,7 +131,13 @@ def status(
         table.add_row(f"fold:{p['partition']}", f"{p['position']:,}", f"{p['pending']:,}", p["owner"] or "-")
     audiences = processing["audiences"]
     table.add_row("audiences", f"{audiences['position']:,}", f"{audiences['lag']:,}", audiences["owner"] or "-")
+    journeys = processing["journeys"]
+    table.add_row("journeys", f"{journeys['position']:,}", f"{journeys['lag']:,}", journeys["owner"] or "-")
     console.print(table)
+    deliveries = "; ".join(f"{name}: " + ", ".join(f"{n:,} {status}" for status, n in counts.items())
+                           for name, counts in journeys["deliveries"].items())
+    console.print(f"journeys: {journeys['pending_timers']:,} timers pending; deliveries: {deliveries or 'none'}",
+                  markup=False)
     if processing["error"]:
         console.print(f"[red]last error[/red] in {processing['error_in']} at {processing['error_at']}: "
                       f"{escape(processing['error'])}")
@@ -135,13 +145,14 @@ def status(
                   f"{state['identities']:,} identifiers, {state['merges']:,} merges, "
                   f"{state['dropped_links']:,} links dropped by limits")
     for job in report["jobs"]:
+        due = f"due, waiting: {job['waiting']}" if job["waiting"] else f"next due {job['next_due']}"
         if job["last_started"] is None:
-            console.print(f"job {job['name']}: never ran; due now", markup=False)
+            console.print(f"job {job['name']}: never ran; {due if job['waiting'] else 'due now'}", markup=False)
             continue
         outcome = ("running" if job["running"] else f"error: {job['error']}" if job["error"]
                    else f"{job['summary']} ({job['duration']:.1f} s)")
-        console.print(f"job {job['name']}: last started {job['last_started']} by {job['runner']}: {outcome}; "
-                      f"next due {job['next_due']}", markup=False)
+        console.print(f"job {job['name']}: last started {job['last_started']} by {job['runner']}: {outcome}; {due}",
+                      markup=False)
 
 
 @app.command()
@@ -166,7 +177,12 @@ def worker(
         tune_gc()
         runner = worker_id or default_worker_id()
         engine.scheduler(runner).start(stop)  # RFM, personas: whichever worker gets to a due job runs it
+        deliverer = engine.deliverer()  # webhooks: every worker sends, each delivery claimed by one
+        if deliverer is not None:
+            deliverer.start()
         engine.worker(runner).run(stop)
+        if deliverer is not None:
+            deliverer.stop()
 
 
 @app.command()
@@ -321,6 +337,47 @@ def segments_apply(
             console.print(f"{what} {label}")
     console.print(f"{len(applied.created)} created, {len(applied.updated)} updated, "
                   f"{len(applied.unchanged)} unchanged, {len(applied.deleted)} deleted")
+
+
+@journeys_app.command("apply")
+def journeys_apply(
+    file: Annotated[Path, typer.Argument(help="YAML with a journeys: list.")],
+    prune: Annotated[bool, typer.Option("--prune", help="Also delete journeys the file does not have.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Make the store hold the file's journeys (all checked first); running workers pick them up within a second."""
+    from persona.activation.store import read_journeys_file
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        applied = engine.journeys.apply(read_journeys_file(file), prune=prune)
+    for what in ("created", "updated", "deleted"):
+        for journey_id in applied[what]:
+            console.print(f"{what} journey:{journey_id}")
+    console.print(", ".join(f"{len(ids)} {what}" for what, ids in applied.items()))
+
+
+@journeys_app.command("stats")
+def journeys_stats(
+    journey_id: Annotated[str | None, typer.Argument(help="One journey (default: every one).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """How many profiles entered each journey, converted, exited; per step, reached and waiting now."""
+    from persona.activation.journeys import parse_journey
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        ids = [journey_id] if journey_id else [body["id"] for body in engine.journeys.list()]
+        for one in ids:
+            stats = engine.journey_store.stats(parse_journey(engine.journeys.get(one)))
+            table = Table("step", "kind", "reached", "waiting now", title=f"journey {one}: "
+                          + ", ".join(f"{stats[k]:,} {k}" for k in ("entered", "completed", "converted", "exited",
+                                                                      "holdout", "ended") if stats[k]))
+            for step in stats["steps"]:
+                table.add_row(step["step"], step["kind"], f"{step['reached']:,}", f"{step['waiting']:,}")
+            console.print(table)
 
 
 @segments_app.command("list")
@@ -561,26 +618,45 @@ def catalog_export(
 
 @recs_app.command("train")
 def recs_train(
-    half_life: Annotated[float, typer.Option("--half-life", help="Days after which an interaction "
-                                                                 "weighs half as much.")] = 30.0,
+    half_life: Annotated[float | None, typer.Option(
+        "--half-life", help="Days after which an interaction weighs half as much (default: the config file's "
+                            "recommendations.weights.half_life_days, else 30).")] = None,
+    tune: Annotated[bool | None, typer.Option(
+        "--tune/--no-tune", help="Choose the models' hyperparameters on the validation split (default: the "
+                                 "config file's recommendations.tune, else on).")] = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
     store: Store = None,
 ) -> None:
     """Train the recommendation models on the log and the catalog; running servers pick them up by themselves."""
-    from persona.recommend.interactions import InteractionWeights
     from persona.recommend.modelset import train
 
-    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+    loaded = _config(data_dir=data_dir, config=config, store=store)
+    settings = loaded.recommendations
+    if half_life is not None:
+        settings = msgspec.structs.replace(settings, weights=msgspec.structs.replace(settings.weights,
+                                                                                     half_life_days=half_life))
+    if tune is not None:
+        settings = msgspec.structs.replace(settings, tune=tune)
+    with Engine.open(loaded) as engine, _progress() as bar:
         task = bar.add_task("reading the log", total=engine.state.folded_through())
-        models = train(engine.log, engine.state, engine.catalog, weights=InteractionWeights(half_life_days=half_life),
+        models = train(engine.log, engine.state, engine.catalog, settings=settings,
                        progress=lambda n: bar.advance(task, n))
         model_id = engine.rec_models.save(models)
-    table = Table("users", "items", "interactions", "orders", "seconds", title=f"recommendation models #{model_id}")
     s = models.summary
+    table = Table("users", "items", "interactions", "orders", "seconds", title=f"recommendation models #{model_id}")
     table.add_row(f"{s['users']:,}", f"{s['items']:,}", f"{s['interactions']:,}", f"{s['orders']:,}",
                   f"{s['seconds']:.1f}")
     console.print(table)
+    blend = s["blend"]
+    console.print("blend weights: " + ", ".join(f"{name} {w:.1f}" for name, w in blend["weights"].items() if w)
+                  + (f" (validation NDCG@10 {blend['ndcg']:.4f}, {blend['users']:,} users)" if blend["users"]
+                     else " (defaults: no validation users)"), markup=False)
+    factors = s["hyperparameters"]["factors"]
+    console.print(f"factors: {factors['algorithm']}, {factors['factors']} factors, regularization "
+                  f"{factors['regularization']}, alpha {factors['alpha']}; next_item popularity damping "
+                  f"{s['hyperparameters']['next_item_damping']}" + ("" if s["hyperparameters"]["tuned"]
+                                                                   else " (not tuned)"), markup=False)
 
 
 @recs_app.command("evaluate")
@@ -599,7 +675,7 @@ def recs_evaluate(
         task = bar.add_task("reading the log", total=2 * engine.state.folded_through())
         try:
             result = evaluate(engine.log, engine.state, engine.catalog, test_days=test_days, k=k,
-                              progress=lambda n: bar.advance(task, n))
+                              settings=engine.config.recommendations, progress=lambda n: bar.advance(task, n))
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
     cut = datetime.fromtimestamp(result.cut / 1_000_000, UTC).strftime("%Y-%m-%d %H:%M")

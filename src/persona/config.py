@@ -3,7 +3,8 @@
 Values come from, in order of precedence: command-line options, environment variables
 (`PERSONA_<NAME>`), the YAML config file (`persona.yaml` in the data directory, or
 `PERSONA_CONFIG`), then the defaults below. The config file also holds structured
-configuration (identity rules) that does not fit in an environment variable.
+configuration (identity rules, how recommendations train) that does not fit in an
+environment variable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 from persona.errors import ConfigError
 from persona.identity.rules import IdentityRules
+from persona.recommend.settings import TrainingSettings
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,19 @@ SETTINGS = [
             "code; `persona segments apply FILE` applies it again while it runs)."),
     Setting("placements", None,
             "YAML file of recommendation placements (`placement name -> rules`: stock, categories, brands, "
-            "price, diversity, purchases, boost/bury), loaded on start; a request names one with `placement`."),
+            "price, diversity, purchases, boost/bury), read on start and on SIGHUP; a request names one with "
+            "`placement`."),
+    Setting("destinations", None,
+            "YAML file of webhook destinations (`name -> url, secret or secret_env, timeout, max_concurrency, "
+            "max_attempts, backoff_base, backoff_max`) that journeys' `send: {webhook: NAME}` steps deliver to; "
+            "read on start."),
+    Setting("smtp_host", None, "SMTP server journeys' email steps are sent through; none: email steps are "
+                               "recorded and refused (`no SMTP server configured`)."),
+    Setting("smtp_port", 587, "SMTP port.", int),
+    Setting("smtp_security", "starttls", "none, starttls (port 587) or ssl (implicit TLS, port 465)."),
+    Setting("smtp_username", None, "SMTP login, if the server wants one."),
+    Setting("smtp_password", None, "SMTP password (better in the environment than in the config file)."),
+    Setting("smtp_from", "persona@localhost", "The From address of emails."),
     Setting("segment_time_check", 60.0,
             "Seconds between the audience stage's looks for profiles whose segments change with time alone "
             "(`no purchase in 90 days` becoming true): the most such a transition is announced late.", float),
@@ -68,6 +82,14 @@ SETTINGS = [
     Setting("personas_refit", 86400.0,
             "Seconds between refits of the clustering personas (the `persona` model trait, and a report kept "
             "with the run: `persona personas show --report FILE`), like rfm_refresh.", float),
+    Setting("recs_retrain", 86400.0,
+            "Seconds between trainings of the recommendation models (what `persona recs train` does), like "
+            "rfm_refresh; a training waits until the log has product events and processing keeps up. "
+            "0 turns it off (train with `persona recs train` only).", float),
+    Setting("journey_lateness", 2.0,
+            "Seconds a journey's timer waits past its deadline for events that happened before it but arrive "
+            "late (an `Order Completed` inside the 15 minutes, received a moment after): how late a timer fires "
+            "at most, beyond the stage's polling.", float),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -90,11 +112,21 @@ class Config:
     ready_max_lag: int = 100_000
     definitions: Path | None = None
     placements: Path | None = None
+    destinations: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "persona@localhost"
     segment_time_check: float = 60.0
     rfm_refresh: float = 3600.0
     personas_refit: float = 86400.0
+    recs_retrain: float = 86400.0  # 0: off
+    journey_lateness: float = 2.0
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
+    recommendations: TrainingSettings = field(default_factory=TrainingSettings)
 
     @property
     def store_url(self) -> str:
@@ -106,6 +138,7 @@ class Config:
 
 class _FileConfig(msgspec.Struct, forbid_unknown_fields=True):
     identity: IdentityRules | None = None
+    recommendations: TrainingSettings | None = None
     settings: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -139,6 +172,7 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     values["data_dir"] = Path(values["data_dir"])
     values["definitions"] = Path(values["definitions"]) if values["definitions"] else None
     values["placements"] = Path(values["placements"]) if values["placements"] else None
+    values["destinations"] = Path(values["destinations"]) if values["destinations"] else None
     values["store"], values["data_dir"] = _store(values["store"], values["data_dir"])
     values["config"] = path if path.exists() else None
     if str(values["synchronous"]).upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -153,10 +187,18 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
     for name in ("rfm_refresh", "personas_refit"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be more than 0 seconds", field=name)
+    if values["smtp_security"] not in ("none", "starttls", "ssl"):
+        raise ConfigError("smtp_security must be none, starttls or ssl", field="smtp_security")
+    if values["journey_lateness"] < 0:
+        raise ConfigError("journey_lateness must be 0 or more seconds", field="journey_lateness")
+    if values["recs_retrain"] < 0:
+        raise ConfigError("recs_retrain must be 0 (off) or more seconds", field="recs_retrain")
     names = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in values.items() if k in names})
     if file_config.identity is not None:
         config = replace(config, identity=file_config.identity)
+    if file_config.recommendations is not None:
+        config = replace(config, recommendations=file_config.recommendations)
     return config
 
 

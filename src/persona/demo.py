@@ -24,6 +24,7 @@ from rich.table import Table
 from persona.config import Config
 from persona.engine import Engine
 from persona.errors import ConfigError, NotEnoughData
+from persona.profiles.profile import Profile
 from persona.server import Server
 from persona.status import lag_of
 from persona.synth import Customer, Workload
@@ -113,12 +114,20 @@ def stream(console: Console, url: str, write_key: str, workload: Workload, serve
     return sent
 
 
+def by_revenue(engine: Engine) -> list[Profile]:
+    return sorted(engine.state.all_profiles(), key=lambda p: p.orders.revenue - p.orders.refunded, reverse=True)
+
+
+def top_email(engine: Engine) -> str | None:
+    """The email of the customer with the most net revenue."""
+    return next((p.identifiers["email"][0] for p in by_revenue(engine) if p.identifiers.get("email")), None)
+
+
 def top_customers(engine: Engine, n: int = 5) -> Table:
     table = Table(title=f"Top {n} customers by net revenue")
     for column in ("profile", "email", "orders", "net revenue", "devices", "merged"):
         table.add_column(column)
-    profiles = sorted(engine.state.all_profiles(), key=lambda p: p.orders.revenue - p.orders.refunded, reverse=True)
-    for p in profiles[:n]:
+    for p in by_revenue(engine)[:n]:
         table.add_row(p.id, ", ".join(p.identifiers.get("email", [])), str(p.orders.count),
                       f"{p.orders.revenue - p.orders.refunded:,.2f}", str(len(p.identifiers.get("anonymous_id", []))),
                       str(len(p.merged_from)))
@@ -151,6 +160,28 @@ def personas(engine: Engine, console: Console) -> Table | None:
         table.add_column(column)
     for persona in run.personas:
         table.add_row(persona.name, f"{persona.size:,}", persona.description)
+    return table
+
+
+def recommendations(engine: Engine, workload: Workload, url: str, secret_key: str, email: str | None) -> Table:
+    """The catalog imported, the models trained on the log, and one customer's list asked of the API."""
+    from persona.recommend.modelset import train
+    from persona.synth.catalog import catalog_items
+
+    engine.catalog.upsert(catalog_items(workload.catalog))
+    models = train(engine.log, engine.state, engine.catalog, settings=engine.config.recommendations)
+    engine.rec_models.save(models)
+    engine.recommender.refresh()
+    weights = ", ".join(f"{name} {w:.1f}" for name, w in models.summary["blend"]["weights"].items() if w)
+    table = Table(title=f"Recommendations for {email} (blend of {weights}; trained in "
+                        f"{models.summary['seconds']:.1f} s)")
+    for column in ("item", "category", "score", "why"):
+        table.add_column(column)
+    if email is not None:
+        answer = httpx.get(f"{url}/v1/recommendations/email:{email}", params={"k": 5},
+                           headers={"Authorization": f"Bearer {secret_key}"}, timeout=30).json()
+        for row in answer["data"]:
+            table.add_row(row["name"] or row["item_id"], row["category"] or "", f"{row['score']:.3f}", row["reason"])
     return table
 
 
@@ -190,13 +221,14 @@ def run_demo(config: Config, *, customers: int, days: int, seed: int, fresh: boo
         console.print(audiences(engine))
         if (found := personas(engine, console)) is not None:
             console.print(found)
-        example = engine.state.all_profiles()
-        email = next((p.identifiers["email"][0] for p in example if p.identifiers.get("email")), None)
+        email = top_email(engine)
+        console.print(recommendations(engine, workload, url, secret_key, email))
         console.print("\nTry:")
         auth = f'-H "Authorization: Bearer {secret_key}"'
         if email:
             console.print(f"  curl {auth} {url}/v1/profiles/email:{email}")
             console.print(f"  curl {auth} '{url}/v1/profiles/email:{email}/events?limit=5'")
+            console.print(f"  curl {auth} '{url}/v1/recommendations/email:{email}?k=10'")
         console.print(f"  curl {auth} '{url}/v1/segments/big_spenders/members?format=csv'")
         console.print(f"  curl {auth} {url}/v1/status")
         if keep_serving:

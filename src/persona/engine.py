@@ -14,12 +14,30 @@ from pathlib import Path
 
 from persona.access.keys import MIGRATIONS as KEY_MIGRATIONS
 from persona.access.keys import KeyKind, SQLKeyStore
+from persona.activation.actions import LoggedActions
+from persona.activation.delivery import Deliverer
+from persona.activation.email import Mailer, SmtpSettings
+from persona.activation.guards import (
+    SEND_LOG_MIGRATIONS,
+    SUPPRESSION_MIGRATIONS,
+    Guards,
+    GuardSettings,
+    SendLog,
+    SuppressionList,
+)
+from persona.activation.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
+from persona.activation.outbox import Outbox
+from persona.activation.stage import JourneyStage
+from persona.activation.store import DEFINITION_MIGRATIONS as JOURNEY_DEFINITION_MIGRATIONS
+from persona.activation.store import JOURNEYS, JourneyDefinitions, JourneyStore
+from persona.activation.store import STATE_MIGRATIONS as JOURNEY_STATE_MIGRATIONS
+from persona.activation.webhooks import Destination, read_destinations_file
 from persona.catalog.store import MIGRATIONS as CATALOG_MIGRATIONS
 from persona.catalog.store import CatalogStore, SQLCatalogStore
 from persona.config import Config
 from persona.errors import StoreError
 from persona.ingest.service import IngestService
-from persona.jobs.builtin import EngineJob, in_child, personas_job, rfm_job
+from persona.jobs.builtin import EngineJob, in_child, personas_job, recs_job, recs_wait, rfm_job
 from persona.jobs.scheduler import Job, Scheduler
 from persona.jobs.store import MIGRATIONS as JOB_MIGRATIONS
 from persona.jobs.store import JobStore, ModelTraitStore
@@ -49,11 +67,12 @@ from persona.storage.sqlite import SQLiteDatabase
 log = logging.getLogger(__name__)
 
 # What is not derived from events lives in the log's store: the log, keys, definitions, the catalog.
-LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS, *CATALOG_MIGRATIONS]
+LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS, *CATALOG_MIGRATIONS,
+                        *SUPPRESSION_MIGRATIONS, *JOURNEY_DEFINITION_MIGRATIONS]
 # Derived from the log: profiles and their identity graph, audiences; what scheduled jobs compute
 # over them (model traits), the persona runs they compare with, and trained recommendation models.
 STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS,
-                          *RECOMMEND_MIGRATIONS]
+                          *RECOMMEND_MIGRATIONS, *OUTBOX_MIGRATIONS, *SEND_LOG_MIGRATIONS, *JOURNEY_STATE_MIGRATIONS]
 
 DEFAULT_SOURCE = "default"
 
@@ -80,12 +99,19 @@ class Engine:
     rec_models: ModelStore  # trained recommendation model sets (history: a rebuild keeps them)
     recommender: Recommender  # serves the newest of them, swapping in newer ones
     placements: dict[str, Placement]  # business rules per placement, from the `placements` file
+    journeys: JourneyDefinitions
+    journey_store: JourneyStore
+    journey_stage: Callable[[], JourneyStage]
+    destinations: dict[str, Destination]  # webhook receivers, from the `destinations` file
+    outbox: Outbox
+    guards: Guards  # frequency caps, quiet hours, the suppression list: checked before an email goes
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
         """Open (and migrate) the store the config names; `application_name` labels PostgreSQL sessions."""
         # Read first: a placements file that does not parse stops the start before a store is opened.
         placements = read_placements_file(config.placements) if config.placements else {}
+        destinations = read_destinations_file(config.destinations) if config.destinations else {}
         log_db, state_db = open_databases(config, application_name)
         event_log = SQLEventLog(log_db)
         keys = SQLKeyStore(log_db)
@@ -98,18 +124,30 @@ class Engine:
             return AudienceStage(event_log, state, audiences, definitions, config.identity,
                                  batch_size=config.batch_size, check_every=config.segment_time_check)
 
+        journeys, journey_store = JourneyDefinitions(log_db, destinations), JourneyStore(state_db)
+        model_traits = ModelTraitStore(state_db)
+        guards = Guards(SuppressionList(log_db), SendLog(state_db), GuardSettings())
+
+        def journey_stage() -> JourneyStage:
+            actions = LoggedActions(state, config.identity, guards, audiences=audiences, model_traits=model_traits,
+                                    mail=config.smtp_host is not None)
+            return JourneyStage(event_log, state, journey_store, journeys, actions,
+                                audiences=audiences, model_traits=model_traits, batch_size=config.batch_size,
+                                lateness=config.journey_lateness)
+
         engine = cls(
             config=config, log_db=log_db, state_db=state_db, log=event_log, keys=keys, state=state,
             ingest=IngestService(event_log, keys),
             processor=Processor(event_log, state, config.identity, batch_size=config.batch_size,
                                 commit_interval=config.commit_interval, partitions=config.partitions,
-                                followers=lambda: [audience_stage()]),
+                                followers=lambda: [audience_stage(), journey_stage()]),
             profiles=ProfileReader(state, event_log, config.identity),
             definitions=definitions, audiences=audiences, audience_stage=audience_stage,
             segments=AudienceReader(audiences, definitions, state, config.identity),
-            model_traits=ModelTraitStore(state_db), jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
+            model_traits=model_traits, jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
             catalog=SQLCatalogStore(log_db), rec_models=rec_models, recommender=Recommender(rec_models),
-            placements=placements,
+            placements=placements, journeys=journeys, journey_store=journey_store, journey_stage=journey_stage,
+            destinations=destinations, outbox=Outbox(state_db), guards=guards,
         )
         engine.seed_keys()
         return engine
@@ -132,19 +170,30 @@ class Engine:
         config = self.config
         return Worker(self.log, self.state, config.identity, self.leases(worker_id), batch_size=config.batch_size,
                       commit_interval=config.commit_interval, partitions=config.partitions,
-                      followers={AUDIENCES: self.audience_stage})
+                      followers={AUDIENCES: self.audience_stage, JOURNEYS: self.journey_stage})
 
     def scheduler(self, runner: str) -> Scheduler:
         """The scheduled jobs (`jobs/scheduler.py`), for a processing runner to run in a thread;
         each run in a child process of its own (`jobs/builtin.py`)."""
-        def job(name: str, every: float, run: EngineJob) -> Job:
-            return Job(name, every, lambda: in_child(run, self.config))
+        def job(name: str, every: float, run: EngineJob, wait: Callable[[], str | None] | None = None) -> Job:
+            return Job(name, every, lambda: in_child(run, self.config), wait)
 
-        return Scheduler([job("rfm", self.config.rfm_refresh, rfm_job),
-                          job("personas", self.config.personas_refit, personas_job)], self.jobs, runner)
+        jobs = [job("rfm", self.config.rfm_refresh, rfm_job),
+                job("personas", self.config.personas_refit, personas_job)]
+        if self.config.recs_retrain > 0:  # 0: off
+            jobs.append(job("recs", self.config.recs_retrain, recs_job, wait=lambda: recs_wait(self)))
+        return Scheduler(jobs, self.jobs, runner)
+
+    def deliverer(self) -> Deliverer | None:
+        """What sends the outbox's webhooks and emails, for a processing runner to start; None with
+        neither destinations nor an SMTP server."""
+        c = self.config
+        mailer = None if c.smtp_host is None else Mailer(SmtpSettings(
+            c.smtp_host, c.smtp_from, c.smtp_port, c.smtp_security, c.smtp_username, c.smtp_password))  # type: ignore[arg-type]
+        return Deliverer(self.outbox, self.destinations, mailer=mailer) if self.destinations or mailer else None
 
     def lease_names(self) -> list[str]:
-        return [IDENTITY, *(fold_name(p) for p in range(self.processor.partitions)), AUDIENCES]
+        return [IDENTITY, *(fold_name(p) for p in range(self.processor.partitions)), AUDIENCES, JOURNEYS]
 
     def rebuild(self, progress: Callable[[int], object] | None = None) -> int:
         """Throw away all derived state and replay the whole log; returns events replayed."""
@@ -152,7 +201,9 @@ class Engine:
         try:
             if not all(leases.try_acquire(name) for name in self.lease_names()):
                 raise StoreError("a running processor or worker holds this store: stop it first")
+            journeys_ran_to = self.state.checkpoint(JOURNEYS)
             self.state.reset()
+            self.journey_store.keep_checkpoint(journeys_ran_to)  # journeys act on the world: never again
             self.audiences.reset()
             self.model_traits.reset()  # computed from what is replayed: the jobs run again at once
             self.jobs.forget()

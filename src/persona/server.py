@@ -107,16 +107,26 @@ class Server:
             self.socket.close()
             raise
 
-    def reload_definitions(self) -> None:
-        """On SIGHUP: apply the file again; one that does not apply is logged and the running ones stay."""
-        path = self.config.definitions
-        if path is None:
-            log.warning("SIGHUP: no definitions file is configured; nothing to reload")
-            return
-        try:
-            self._apply(path)
-        except (PersonaError, OSError) as exc:
-            log.error("definitions from %s not applied: %s", path, getattr(exc, "message", exc))
+    def reload(self) -> None:
+        """On SIGHUP: apply the definitions file again and read the placements file again; a file
+        that does not apply is logged and what was running stays."""
+        definitions, placements = self.config.definitions, self.config.placements
+        if definitions is None and placements is None:
+            log.warning("SIGHUP: no definitions or placements file is configured; nothing to reload")
+        if definitions is not None:
+            try:
+                self._apply(definitions)
+            except (PersonaError, OSError) as exc:
+                log.error("definitions from %s not applied: %s", definitions, getattr(exc, "message", exc))
+        if placements is not None:
+            from persona.recommend.placements import read_placements_file
+
+            try:
+                self.engine.placements = read_placements_file(placements)  # one swap: requests see old or new
+            except PersonaError as exc:
+                log.error("placements from %s not applied: %s (at %s)", placements, exc.message, exc.field)
+            else:
+                log.info("placements from %s: %s", placements, ", ".join(sorted(self.engine.placements)) or "none")
 
     def _apply(self, path: Path) -> None:
         from persona.segments.store import read_definitions_file
@@ -149,8 +159,7 @@ class Server:
         self.start_processor()
         tune_gc()
         # Reloading writes to the store: off the signal handler, which interrupts the event loop.
-        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload_definitions,
-                                                                 name="reload-definitions").start())
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, name="reload").start())
         try:
             self.uvicorn.run(sockets=[self.socket])
         finally:

@@ -6,8 +6,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from persona.activation.store import JOURNEYS
 from persona.engine import Engine
 from persona.jobs.scheduler import next_due
+from persona.jobs.store import now_us
 from persona.log.events import iso, to_micros
 from persona.profiles.processor import IDENTITY, fold_name
 from persona.segments.stage import AUDIENCES
@@ -25,13 +27,17 @@ def status_of(engine: Engine) -> dict[str, Any]:
 
 
 def jobs_of(engine: Engine) -> list[dict[str, Any]]:
-    """Each scheduled job: its interval, how its last run went, when it is next due."""
+    """Each scheduled job: its interval, how its last run went, when it is next due, and if it is due,
+    what it waits for (`waiting`; null when nothing holds it back)."""
     records = engine.jobs.all()
     out = []
+    now = now_us()
     for job in engine.scheduler("status").jobs.values():
         record = records.get(job.name)
-        entry: dict[str, Any] = {"name": job.name, "every": job.every, "next_due": iso(next_due(job, record))
-                                 if record else "now", "last_started": None}
+        due = next_due(job, record)
+        entry: dict[str, Any] = {"name": job.name, "every": job.every, "next_due": iso(due) if record else "now",
+                                 "waiting": job.wait() if job.wait is not None and due <= now else None,
+                                 "last_started": None}
         if record is not None:
             entry.update(last_started=iso(record.started_at), runner=record.runner,
                          running=record.finished_at is None, duration=record.duration, summary=record.summary,
@@ -53,16 +59,20 @@ def processing_of(engine: Engine, last_seq: int | None = None) -> dict[str, Any]
         partitions.append({"partition": p, "position": folded, "pending": engine.state.pending(p, folded),
                            "owner": owners.get(fold_name(p))})
     pending = sum(p["pending"] for p in partitions)
+    folded_through = engine.state.folded_through()
     following = checkpoints.get(AUDIENCES, 0)
-    audiences = {"position": following, "lag": max(0, engine.state.folded_through() - following),
-                 "owner": owners.get(AUDIENCES)}
+    audiences = {"position": following, "lag": max(0, folded_through - following), "owner": owners.get(AUDIENCES)}
+    journeys_at = checkpoints.get(JOURNEYS, 0)
+    journeys = {"position": journeys_at, "lag": max(0, folded_through - journeys_at), "owner": owners.get(JOURNEYS),
+                "pending_timers": engine.journey_store.pending_timers(), "deliveries": engine.outbox.counts()}
     return {
         "mode": engine.config.processor,
         "position": position,
-        "lag": max(0, last - position) + pending + audiences["lag"],
+        "lag": max(0, last - position) + pending + audiences["lag"] + journeys["lag"],
         "identity": {"position": position, "lag": max(0, last - position), "owner": owners.get(IDENTITY)},
         "partitions": partitions,
         "audiences": audiences,
+        "journeys": journeys,
         "workers": leases.members(),
         **_error(engine),
     }

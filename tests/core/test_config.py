@@ -8,6 +8,7 @@ import pytest
 
 from persona.config import SETTINGS, load_config
 from persona.errors import ConfigError
+from persona.recommend.settings import InteractionWeights, TrainingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,12 +38,24 @@ def test_identity_rules_from_file(tmp_path: Path) -> None:
     ("identity:\n  identifiers: [{kind: user_id, paths: [userId], limit: 0}]\n", "limit"),
     ("identity:\n  identifers: []\n", "identifers"),
     ("settings: [unclosed\n", "YAML"),
+    ("recommendations:\n  weights: {half_life_days: 0}\n", "recommendations.weights"),
+    ("recommendations:\n  weights: {veiw: 2}\n", "veiw"),
+    ("recommendations:\n  validation_days: -1\n", "validation_days"),
 ])
 def test_bad_config_names_the_field(tmp_path: Path, text: str, words: str) -> None:
     (tmp_path / "persona.yaml").write_text(text)
     with pytest.raises(ConfigError) as err:
         load_config(env={}, data_dir=tmp_path)
     assert words in err.value.message
+
+
+def test_how_recommendations_train_comes_from_the_file(tmp_path: Path) -> None:
+    assert load_config(env={}, data_dir=tmp_path).recommendations == TrainingSettings()
+    (tmp_path / "persona.yaml").write_text(
+        "recommendations:\n  weights: {view: 0.5, purchase: 8, half_life_days: 14}\n  tune: false\n")
+    settings = load_config(env={}, data_dir=tmp_path).recommendations
+    assert settings.weights == InteractionWeights(view=0.5, purchase=8, half_life_days=14)
+    assert settings.tune is False and settings.validation_days == 7
 
 
 def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:

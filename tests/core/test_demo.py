@@ -26,3 +26,5 @@ def test_demo_stitches_every_customer_into_one_profile(tmp_path: Path) -> None:
     assert "Audiences, kept live" in text and "lapsed_buyers" in text  # definitions evaluated as events came in
     assert "customers scored as of" in text  # RFM
     assert "Personas (" in text or "personas:" in text
+    assert "Recommendations for " in text and "factors" in text  # trained on the log, asked of the API
+    assert "/v1/recommendations/email:" in text

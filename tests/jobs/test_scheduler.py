@@ -1,11 +1,14 @@
 """The scheduler on both backends: a due job runs once, whichever runner gets there, and not
-again before its interval; failures are recorded and retried; status shows it all."""
+again before its interval; failures are recorded and retried; a job that waits is not claimed;
+status shows it all (the recommendation training's own tests: test_recs.py)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -103,25 +106,41 @@ def test_a_failed_job_is_recorded_and_tried_again_sooner(engine: Engine) -> None
     assert scheduler.run_due() == ["broken"] and len(calls) == 2
 
 
-def test_the_engine_schedules_rfm_and_personas_and_status_shows_them(engine: Engine) -> None:
+def test_a_due_job_that_waits_is_not_claimed_until_nothing_holds_it_back(engine: Engine) -> None:
+    runs: Counter[str] = Counter()
+    why: list[str | None] = ["the data is not there yet"]
+    clock = Clock()
+    scheduler = Scheduler([replace(counting(runs), wait=lambda: why[0])], engine.jobs, "w", clock)
+    assert scheduler.run_due() == [] and engine.jobs.get("count") is None and not runs
+    why[0] = None
+    assert scheduler.run_due() == ["count"] and runs["count"] == 1
+    why[0] = "busy"
+    clock.advance(EVERY)
+    assert scheduler.run_due() == [] and runs["count"] == 1  # due again, and waits again
+    why[0] = None
+    assert scheduler.run_due() == ["count"] and runs["count"] == 2
+
+
+def test_the_engine_schedules_rfm_personas_and_recs_and_status_shows_them(engine: Engine) -> None:
     """The real thing: each job run in a child process of its own, on its own connections."""
     engine.log.append([event("track", user="u1", event="Order Completed", properties={"revenue": 10})])
     engine.processor.run_until_caught_up()
-    assert [j["last_started"] for j in status_of(engine)["jobs"]] == [None, None]
+    assert [j["last_started"] for j in status_of(engine)["jobs"]] == [None, None, None]
     stop = threading.Event()
     thread = engine.scheduler("worker-1").start(stop, poll=0.05)
+    deadline = time.monotonic() + 120  # three child processes one after another, on a machine maybe busy
     try:
-        for _ in range(200):
-            if all(r.finished_at for r in engine.jobs.all().values()) and len(engine.jobs.all()) == 2:
-                break
+        while not (len(engine.jobs.all()) == 3 and all(r.finished_at for r in engine.jobs.all().values())):
+            assert time.monotonic() < deadline, engine.jobs.all()
             stop.wait(0.05)
     finally:
         stop.set()
         thread.join()
     jobs = {j["name"]: j for j in status_of(engine)["jobs"]}
     assert jobs["rfm"]["summary"].startswith("1 customers scored") and jobs["rfm"]["runner"] == "worker-1"
-    assert jobs["rfm"]["every"] == 3600 and jobs["personas"]["every"] == 86_400
+    assert jobs["rfm"]["every"] == 3600 and jobs["personas"]["every"] == 86_400 and jobs["recs"]["every"] == 86_400
     assert jobs["personas"]["summary"].startswith("skipped: only 0 customers")  # one event: left out
+    assert jobs["recs"]["summary"].startswith("skipped: no interactions")  # an order without products
     assert engine.model_traits.values("rfm_segment") == {engine.state.all_profiles()[0].id: "Lost"}
     # a rebuild throws model traits away with the rest of the derived state, and the jobs are due again
     engine.rebuild()

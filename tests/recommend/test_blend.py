@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,10 +22,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> ModelSet:
         return train(engine.log, engine.state, engine.catalog, now=end_of(workload))
 
 
-def test_the_grid_is_the_simplex_in_tenths_with_every_corner() -> None:
-    points = grid()
-    assert np.allclose(points.sum(axis=1), 1.0) and len(points) == 1001
-    assert {tuple(row) for row in np.eye(len(MODELS))} <= {tuple(row) for row in points}
+def test_the_grid_is_the_simplex_in_fifths_with_every_corner() -> None:
+    points = grid(5, len(MODELS))
+    assert (points.sum(axis=1) == 5).all() and len(points) == 462 and len({tuple(p) for p in points}) == 462
+    assert {tuple(row) for row in 5 * np.eye(len(MODELS), dtype=int)} <= {tuple(row) for row in points}
 
 
 def test_training_learns_weights_no_worse_than_any_single_model_on_validation(models: ModelSet) -> None:
@@ -34,6 +35,7 @@ def test_training_learns_weights_no_worse_than_any_single_model_on_validation(mo
     assert models.weights == blend["weights"]
     assert set(blend["single"]) == set(MODELS)
     assert all(blend["ndcg"] >= single for single in blend["single"].values())
+    assert all(round(10 * w) == pytest.approx(10 * w) for w in blend["weights"].values())  # in tenths
 
 
 def test_the_weights_favour_the_model_that_is_clearly_best(models: ModelSet) -> None:
@@ -47,17 +49,29 @@ def test_the_weights_favour_the_model_that_is_clearly_best(models: ModelSet) -> 
     assert learned.ndcg == pytest.approx(1.0)
 
 
+def _saved_without(models: ModelSet, dropped: Callable[[str], bool]) -> ModelSet:
+    with np.load(io.BytesIO(models.to_bytes())) as archive:
+        arrays = {name: archive[name] for name in archive.files if not dropped(name)}
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return ModelSet.from_bytes(out.getvalue(), {})
+
+
 def test_weights_are_saved_and_loaded_and_an_old_set_gets_the_defaults(models: ModelSet) -> None:
     again = ModelSet.from_bytes(models.to_bytes(), models.summary)
     assert again.weights == pytest.approx(models.weights)
     user = models.histories.user_ids[0]
     assert again.for_user(user, 10) == models.for_user(user, 10)
-    with np.load(io.BytesIO(models.to_bytes())) as archive:  # as saved before weights were learned
-        arrays = {name: archive[name] for name in archive.files if name != "blend.weights"}
-    out = io.BytesIO()
-    np.savez(out, **arrays)
-    old = ModelSet.from_bytes(out.getvalue(), {})
+    old = _saved_without(models, lambda name: name.startswith("blend."))  # saved before weights were learned
     assert old.weights == DEFAULT_WEIGHTS
+
+
+def test_a_set_saved_before_the_sequential_and_factor_models_serves_with_the_five_it_has(models: ModelSet) -> None:
+    old = _saved_without(models, lambda name: name.split(".")[0] in ("next_item", "factors", "blend"))
+    assert [m.name for m in old.base_models()] == list(MODELS[:5])
+    user = models.histories.user_ids[0]
+    served = old.for_user(user, 10)
+    assert len(served) == 10 and all(s.reason for s in served)
 
 
 def test_all_weight_on_one_model_serves_that_models_list(models: ModelSet) -> None:
@@ -74,3 +88,12 @@ def test_all_weight_on_one_model_serves_that_models_list(models: ModelSet) -> No
     assert [s.item_id for s in served] == [s.item_id for s in expected]
     assert [s.reason for s in served] == [s.reason for s in expected]
     assert not {s.item_id for s in served} & history.purchased
+
+
+def test_a_visitor_unknown_to_the_models_gets_a_list_from_their_session(models: ModelSet) -> None:
+    item = max(models.items.ids, key=lambda i: len(models.also_viewed.similar(i, 50)))
+    served = models.for_user(None, 10, recent=[item])
+    assert [s.item_id for s in served] != [s.item_id for s in models.for_user(None, 10)]  # not the cold start
+    related = {s.item_id for name in ("also_viewed", "next_item", "bought_together", "content")
+               for s in models.models[name].similar(item, 50)}  # type: ignore[attr-defined]
+    assert len({s.item_id for s in served} & related) >= 5

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from persona.cli import app
 from persona.config import Config
 from persona.engine import Engine
+from persona.recommend.blend import MODELS
 from persona.recommend.evaluation import average_precision, evaluate, hit_rate, ndcg, recall
 from tests.recommend.shop import fill_shop
 
@@ -45,8 +46,7 @@ def test_average_precision() -> None:
 def test_evaluation_on_the_synthetic_shop_splits_by_time(engine: Engine) -> None:
     fill_shop(engine, customers=200)
     result = evaluate(engine.log, engine.state, engine.catalog, test_days=7, k=10)
-    assert {row.model for row in result.rows} == {"blend (for_user)", "also_viewed", "bought_together", "content",
-                                                  "trending", "popularity"}
+    assert {row.model for row in result.rows} == {"blend (for_user)", *MODELS}
     assert result.test_users > 20
     assert result.latest_trained is not None and result.latest_trained < result.cut
     for row in result.rows:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+
 from persona.engine import Engine
 from persona.log.events import to_micros
 from persona.recommend.interactions import Interactions, interactions_from
-from persona.recommend.models import AlsoViewed, BoughtTogether, ItemIndex, Popularity, Trending, UserHistory
+from persona.recommend.models import AlsoViewed, BoughtTogether, ItemIndex, Popularity, Trending, UserHistory, top_n
 from persona.recommend.modelset import ModelSet, train
 from tests.recommend.shop import end_of, fill_shop
 from tests.support.events import BASE, event
@@ -111,3 +113,13 @@ def test_a_model_set_on_the_synthetic_shop(engine: Engine) -> None:
     some_user = models.histories.user_ids[0]
     assert again.for_user(some_user, 10) == models.for_user(some_user, 10)
     assert again.similar(item, 10) == models.similar(item, 10)
+
+
+def test_top_n_orders_by_score_then_position_whether_or_not_it_partitions() -> None:
+    assert top_n(np.asarray([5, 3, 9, 1]), np.asarray([1.0, 2.0, 2.0, 0.0]), 2).tolist() == [1, 2]
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 50):
+        indices = rng.permutation(1000)
+        scores = rng.integers(0, 20, 1000).astype(float)  # many ties, at the cut too
+        expected = np.lexsort((indices, -scores))[:n]
+        assert top_n(indices, scores, n).tolist() == expected.tolist()

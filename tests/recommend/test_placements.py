@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from persona.api import create_app
@@ -17,7 +20,10 @@ from persona.engine import Engine
 from persona.recommend.models import Scored
 from persona.recommend.modelset import ModelSet
 from persona.recommend.placements import Placement, PlacementError, apply_rules, parse_placements
+from tests.conftest import SECRET_KEY, WRITE_KEY
 from tests.recommend.test_session import trained
+from tests.segments.test_store import eventually
+from tests.support.live import start_server
 
 DAY = 86_400 * 1_000_000
 NOW = 100 * DAY
@@ -168,3 +174,28 @@ def test_the_model_set_keeps_when_each_item_was_last_bought(engine: Engine) -> N
     allowed = next(iter(purchases))
     assert allowed not in {s.item_id for s in models.for_user(root, 200)}
     assert models.for_user(root, 200, allow_purchased={allowed}) != models.for_user(root, 200)
+
+
+def test_serve_reads_the_placements_file_again_on_sighup(tmp_path: Path) -> None:
+    path = tmp_path / "placements.yaml"
+    path.write_text(yaml.safe_dump({"home": {"max_per_category": 2}}))
+    server = start_server(tmp_path / "serve", WRITE_KEY, SECRET_KEY, extra_env={"PERSONA_PLACEMENTS": str(path)})
+    try:
+        with server.reader() as reader:
+            def asked(placement: str) -> httpx.Response:
+                return reader.get("/v1/recommendations/user_id:u1", params={"placement": placement})
+
+            refused = asked("cart")
+            assert refused.status_code == 400 and "known: home" in refused.json()["message"]
+            assert asked("home").status_code == 503  # known; no model trained yet
+            path.write_text(yaml.safe_dump({"home": {}, "cart": {"max_per_category": 1}}))
+            server.process.send_signal(signal.SIGHUP)
+            eventually(lambda: asked("cart").status_code == 503)
+            path.write_text(yaml.safe_dump({"home": {"max_per_category": 0}}))  # does not parse
+            server.process.send_signal(signal.SIGHUP)
+            eventually(lambda: "placements from" in server.log_path.read_text())
+            assert "placements.home.max_per_category" in server.log_path.read_text()
+            assert asked("cart").status_code == 503  # what ran stays
+            assert server.process.poll() is None
+    finally:
+        server.stop()

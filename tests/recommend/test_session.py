@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from persona.engine import Engine
 from persona.recommend.modelset import ModelSet, train
-from persona.recommend.session import Session, rerank
+from persona.recommend.session import NEIGHBOURS, Session, rerank
 from tests.conftest import WRITE_KEY
 from tests.recommend.shop import end_of, fill_shop
 
@@ -44,6 +44,11 @@ def test_adding_to_the_cart_lifts_what_goes_with_it_and_drops_the_item(
     viewed = recommendations(client, reader_headers)
     assert viewed["session"] == {"viewed": [backpack], "cart": []}
     assert viewed["data"][0]["reason"] == f"because you just viewed {name}"
+    # A visitor the models never saw: the models read the session, not just popular items re-ranked.
+    assert [r["item_id"] for r in viewed["data"]] == [s.item_id for s in rerank(
+        models, models.for_user(None, 8 + NEIGHBOURS, recent=[backpack]), Session([backpack], [], frozenset()), 8)]
+    assert [r["item_id"] for r in viewed["data"]] != [s.item_id for s in rerank(
+        models, models.for_user(None, 8 + NEIGHBOURS), Session([backpack], [], frozenset()), 8)]
 
     track(client, engine, "Product Added", product_id=backpack, quantity=1)
     carted = recommendations(client, reader_headers)

@@ -64,6 +64,11 @@ def test_persona_recs_train_stores_a_model(config: Config) -> None:
     store = config.store or f"sqlite:///{config.data_dir}"
     result = CliRunner().invoke(app, ["recs", "train", "--store", store])
     assert result.exit_code == 0, result.output
-    assert "users" in result.output and "interactions" in result.output
+    assert "users" in result.output and "interactions" in result.output and "blend weights:" in result.output
+    again = CliRunner().invoke(app, ["recs", "train", "--no-tune", "--half-life", "7", "--store", store])
+    assert again.exit_code == 0, again.output
+    assert "(not tuned)" in again.output
     with Engine.open(config) as engine:
-        assert engine.rec_models.ids() == [1]
+        assert engine.rec_models.ids() == [1, 2]
+        summary = engine.rec_models.newest().summary  # type: ignore[union-attr]
+    assert summary["half_life_days"] == 7 and summary["tuning"] == [] and not summary["hyperparameters"]["tuned"]

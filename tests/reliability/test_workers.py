@@ -30,7 +30,7 @@ from persona.status import processing_of
 from persona.synth.definitions import random_definitions
 from tests.conftest import SECRET_KEY, WRITE_KEY
 from tests.support.audiences import announcements, check_announcements, shop_stream
-from tests.support.live import start_server
+from tests.support.live import TEST_ENV, start_server
 from tests.support.state import snapshot
 from tests.support.streams import random_stream
 
@@ -47,7 +47,7 @@ class Workers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, worker_id: str) -> None:
-        env = {**os.environ, "PERSONA_BATCH_SIZE": "50", "PERSONA_COMMIT_INTERVAL": "0.02",
+        env = {**os.environ, **TEST_ENV, "PERSONA_BATCH_SIZE": "50", "PERSONA_COMMIT_INTERVAL": "0.02",
                "PERSONA_LOG_LEVEL": "INFO", "PERSONA_SEGMENT_TIME_CHECK": self.segment_time_check}
         with open(self.tmp_path / f"{worker_id}.log", "ab") as log:
             self.procs[worker_id] = subprocess.Popen(

@@ -13,6 +13,11 @@ from pathlib import Path
 
 import httpx
 
+# What every server and worker a test starts has in its environment (a test's extra_env overrides
+# it): no recommendation training on a schedule, since its child process would take a core from
+# tests that time things; tests/jobs/test_recs.py turns it on where that is what is tested.
+TEST_ENV = {"PERSONA_RECS_RETRAIN": "0"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -64,7 +69,7 @@ def start_server(data_dir: Path, write_key: str, secret_key: str, port: int | No
                  extra_env: dict[str, str] | None = None, args: list[str] | None = None) -> LiveServer:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PERSONA_WRITE_KEY": write_key, "PERSONA_SECRET_KEY": secret_key,
+    env = {**os.environ, **TEST_ENV, "PERSONA_WRITE_KEY": write_key, "PERSONA_SECRET_KEY": secret_key,
            "PERSONA_LOG_LEVEL": "WARNING", **(extra_env or {})}
     log_path = data_dir / f"server-{port}.log"
     with open(log_path, "ab") as log:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from persona.api import admin, catalog, ingest, profiles, recommendations, segments
+from persona.api import admin, catalog, decide, ingest, journeys, profiles, recommendations, segments
 from persona.api.responses import http_error, persona_error, validation_error
 from persona.engine import Engine
 from persona.errors import PersonaError
@@ -29,5 +29,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(segments.router)
     app.include_router(catalog.router)
     app.include_router(recommendations.router)
+    app.include_router(journeys.router)
+    app.include_router(decide.router)
     app.include_router(admin.router)
     return app

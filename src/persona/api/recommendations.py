@@ -52,9 +52,10 @@ def for_user(identifier: str, engine: Secret, k: K = 10, placement: PlacementNam
             allow = {i for i, at in purchased_at.items() if not rules.exclude_purchased or now - at >= window}
     if session is None or session.empty:
         found = models.for_user(root, n, allow_purchased=allow)
-    else:  # room for what the session removes and adds
-        found = rerank(models, models.for_user(root, n + len(session.cart) + NEIGHBOURS, allow_purchased=allow),
-                       session, n)
+    else:  # the session leads the history the models read; room for what the re-ranking removes and adds
+        recent = [*session.cart, *session.viewed]
+        found = rerank(models, models.for_user(root, n + len(session.cart) + NEIGHBOURS, allow_purchased=allow,
+                                               recent=recent), session, n)
     found = _apply(engine, rules, found, purchased_at, now, k)
     return _answer(engine, models, found, known_user=models.history(root) is not None,
                    session={"viewed": session.viewed[:10], "cart": session.cart} if session else None)

@@ -1,4 +1,5 @@
-"""The jobs persona schedules (RFM, personas), and how each run gets a process of its own.
+"""The jobs persona schedules (RFM, personas, recommendation training), and how each run gets a
+process of its own.
 
 A job reads every profile or every event and runs mostly Python: in the runner's own process
 it would hold the GIL against the processing beside it for seconds at a time, and a fit
@@ -40,6 +41,34 @@ def personas_job(engine: Engine) -> str:
     except NotEnoughData as exc:
         return f"skipped: {exc.message}"
     return run.line()
+
+
+def recs_job(engine: Engine) -> str:
+    """What `persona recs train` does, with the config file's settings; running servers swap the new set in."""
+    from persona.recommend.modelset import train
+
+    models = train(engine.log, engine.state, engine.catalog, settings=engine.config.recommendations,
+                   threads=1)  # a core stays with processing
+    summary = models.summary
+    if not summary["interactions"]:
+        return "skipped: no interactions in the log yet (product views, adds to cart, orders with products)"
+    model_id = engine.rec_models.save(models)
+    return (f"model set #{model_id}: {summary['users']:,} users, {summary['items']:,} items, "
+            f"{summary['interactions']:,} interactions")
+
+
+def recs_wait(engine: Engine) -> str | None:
+    """Why training must not start yet: nothing to train on, or processing is behind (an ingest burst, a
+    rebuild) and would compete for the CPU while the training saw only part of the burst. Two or three
+    cheap queries, asked only while the job is due."""
+    from persona.recommend.interactions import ORDER_EVENT, PRODUCT_EVENTS, REVIEW_EVENT
+    from persona.status import lag_of
+
+    if not engine.log.event_names() & {*PRODUCT_EVENTS, ORDER_EVENT, REVIEW_EVENT}:
+        return "no product events in the log yet"
+    if (lag := lag_of(engine)) > engine.config.batch_size:
+        return f"processing is {lag:,} events behind"
+    return None
 
 
 def in_child(job: EngineJob, config: Config) -> str:

@@ -7,6 +7,11 @@ due race to claim it: the claim moves the job's recorded start compare-and-set f
 value they read (`JobStore.claim`), so exactly one of them runs it, and nobody runs it again
 before the interval. A runner that dies mid-run leaves the start in place, so the job waits
 for its next turn; no lease has to be kept alive for however long the job takes.
+
+A job may also name what it waits for (`Job.wait`, asked only once it is due): the
+recommendation training waits for product events and for processing to keep up, so a fresh
+store costs nothing and a burst of ingest is not trained on halfway. Until then it is not
+claimed, so nothing is recorded; the reason is logged when it changes, and status shows it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Job:
     name: str
     every: float             # seconds between runs
     run: Callable[[], str]   # does the work; returns what to log, e.g. "1,234 customers scored; Champions 210"
+    wait: Callable[[], str | None] | None = None  # why a due job must not start yet (None: it may); cheap
 
 
 def next_due(job: Job, record: JobRecord | None) -> int:
@@ -55,6 +61,7 @@ class Scheduler:
         self.records = records
         self.runner = runner
         self.clock = clock
+        self._waiting: dict[str, str | None] = {}  # what each job last waited for: logged when it changes
 
     def run_due(self) -> list[str]:
         """Run every job that is due and that this runner claims; the names of those run."""
@@ -62,13 +69,21 @@ class Scheduler:
         for job in self.jobs.values():
             record = self.records.get(job.name)
             now = self.clock()
-            if now < next_due(job, record):
+            if now < next_due(job, record) or self._must_wait(job):
                 continue
             if not self.records.claim(job.name, record.started_at if record else None, self.runner, now):
                 continue  # another runner has it
             self._run(job, now)
             ran.append(job.name)
         return ran
+
+    def _must_wait(self, job: Job) -> bool:
+        why = job.wait() if job.wait is not None else None
+        if why != self._waiting.get(job.name):
+            if why is not None:
+                log.info("%s is due but waits: %s", job.name, why)
+            self._waiting[job.name] = why
+        return why is not None
 
     def _run(self, job: Job, started_at: int) -> None:
         began = time.monotonic()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from persona.config import Config
 
 if TYPE_CHECKING:
+    from persona.activation.delivery import Deliverer
     from persona.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,13 @@ def _child_main(config: Config, stop: ProcessEvent, parent_pid: int) -> None:
         tune_gc()
         until = _UntilOrphaned(stop, parent_pid)
         scheduler = engine.scheduler(f"serve-{parent_pid}").start(until)
+        deliverer = engine.deliverer()
+        if deliverer is not None:
+            deliverer.start()
         # Appends come from another process, so the worker polls the log when caught up.
         engine.worker(f"serve-{parent_pid}").run(until)
+        if deliverer is not None:
+            deliverer.stop()
         scheduler.join(timeout=1.0)  # a job still running finishes in its own process (jobs/builtin.py)
 
 
@@ -67,6 +73,7 @@ class ProcessorThread:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._scheduler: threading.Thread | None = None
+        self._deliverer: Deliverer | None = None
         self.worker = engine.worker(f"serve-{os.getpid()}")
 
     def start(self) -> None:
@@ -76,9 +83,15 @@ class ProcessorThread:
             args=(self._stop, lambda pause: log_.wait_for_append(log_.last_seq(), timeout=pause)))
         self._thread.start()
         self._scheduler = self.engine.scheduler(self.worker.worker_id).start(self._stop)
+        self._deliverer = self.engine.deliverer()
+        if self._deliverer is not None:
+            self._deliverer.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._deliverer is not None:
+            self._deliverer.stop()
+            self._deliverer = None
         if self._thread is not None:
             self._thread.join()
             self._thread = None

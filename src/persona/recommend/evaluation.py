@@ -31,8 +31,9 @@ from persona.profiles.sql import SQLStateStore
 from persona.recommend.interactions import MICROS_PER_DAY, collect_interactions
 from persona.recommend.metrics import average_precision, hit_rate, ndcg, recall, relevant_items
 from persona.recommend.metrics import hits_at as hits_at  # the metrics used to live here
-from persona.recommend.models import Scored, UserHistory
+from persona.recommend.models import Model, Scored, UserHistory
 from persona.recommend.modelset import ModelSet, train
+from persona.recommend.settings import TrainingSettings
 
 
 # -- the evaluation ---------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ class Evaluation:
     test_users: int          # evaluated: a test interaction and history before the cut
     cold_users: int          # test interactions but no history before the cut: skipped
     latest_trained: int | None  # the newest interaction the models were trained on (< cut)
-    blend: dict[str, Any] = field(default_factory=dict)  # the learned weights and validation NDCG (train's summary)
+    training: dict[str, Any] = field(default_factory=dict)  # the trained set's summary: blend, tuning, seconds
 
 
 Recommender = Callable[[str, UserHistory, int], list[Scored]]
@@ -63,18 +64,16 @@ Recommender = Callable[[str, UserHistory, int], list[Scored]]
 def recommenders(models: ModelSet) -> dict[str, Recommender]:
     """Each base model on its own, and the set's learned blend (what `GET /v1/recommendations/{user}`
     serves; its weights were tuned on a validation period before the cut, never on the test period)."""
-    return {
-        "blend (for_user)": lambda root, history, k: models.for_user(root, k),
-        "also_viewed": lambda root, history, k: models.also_viewed.recommend(history, k),
-        "bought_together": lambda root, history, k: models.bought_together.recommend(history, k),
-        "content": lambda root, history, k: models.content.recommend(history, k),
-        "trending": lambda root, history, k: models.trending.recommend(history, k),
-        "popularity": lambda root, history, k: models.popularity.recommend(history, k),
-    }
+    blend: dict[str, Recommender] = {"blend (for_user)": lambda root, history, k: models.for_user(root, k)}
+    return blend | {name: _alone(model) for name, model in models.models.items()}
+
+
+def _alone(model: Model) -> Recommender:
+    return lambda root, history, k: model.recommend(history, k)
 
 
 def evaluate(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, test_days: float = 7, k: int = 10,
-             progress: Callable[[int], object] | None = None) -> Evaluation:
+             settings: TrainingSettings | None = None, progress: Callable[[int], object] | None = None) -> Evaluation:
     """Train on the log before the cut and score every model on the `test_days` after it.
     `progress(events read)` as the log is read (twice: whole, then up to the cut)."""
     if test_days <= 0 or k <= 0:
@@ -83,14 +82,14 @@ def evaluate(log: EventLog, state: SQLStateStore, catalog: CatalogStore, *, test
     if not len(whole):
         raise ValueError("no interactions in the log to evaluate on")
     cut = int(whole.timestamps.max()) - int(test_days * MICROS_PER_DAY) + 1
-    models = train(log, state, catalog, now=cut, before=cut, progress=progress)
+    models = train(log, state, catalog, settings=settings, now=cut, before=cut, progress=progress)
     relevant = relevant_items(whole, cut)
     users = [(root, history, items) for root, items in relevant.items()
              if (history := models.history(root)) is not None]
     rows = [_score(name, recommend, users, k, len(models.items)) for name, recommend in recommenders(models).items()]
     rows.sort(key=lambda row: (-row.ndcg, -row.recall, row.model))
     return Evaluation(rows, k, cut, len(users), len(relevant) - len(users), models.summary["latest_interaction"],
-                      models.summary["blend"])
+                      models.summary)
 
 
 def _score(name: str, recommend: Recommender, users: list[tuple[str, UserHistory, set[str]]], k: int,

@@ -24,6 +24,7 @@ from persona.log.events import Event
 from persona.log.store import EventLog
 from persona.profiles.history import folded_events
 from persona.profiles.sql import SQLStateStore
+from persona.recommend.settings import InteractionWeights
 
 VIEW, CLICK, ADD, PURCHASE, RATING = range(5)
 KIND_NAMES = ("view", "click", "add", "purchase", "rating")
@@ -31,26 +32,6 @@ PRODUCT_EVENTS = {"Product Viewed": VIEW, "Product Clicked": CLICK, "Product Add
 ORDER_EVENT = "Order Completed"
 REVIEW_EVENT = "Product Reviewed"
 MICROS_PER_DAY = 86_400 * 1_000_000
-
-
-@dataclass(frozen=True)
-class InteractionWeights:
-    """How much each kind of interaction says about a user's interest, and how fast it fades."""
-
-    view: float = 1.0
-    click: float = 1.0
-    add: float = 3.0
-    purchase: float = 5.0
-    per_star: float = 1.0
-    neutral_rating: float = 3.0
-    half_life_days: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.half_life_days <= 0:
-            raise ValueError("half_life_days must be positive")
-
-    def of_kind(self, kind: int) -> float:
-        return (self.view, self.click, self.add, self.purchase, self.per_star)[kind]
 
 
 @dataclass

@@ -7,6 +7,10 @@
     AlsoViewed      item-to-item cosine similarity of the user-item matrix's columns, the
                     top neighbours of each item kept ("because you viewed Trail Pack")
     BoughtTogether  cosine similarity of items over the orders they share
+    NextItem        sequential: what people go on to next after an item, from each user's
+                    ordered history; the user's latest item weighs most ("often next after X")
+
+Matrix factorization (ALS, BPR) is in `factors.py`, content-based similarity in `content.py`.
 
 Every model fits on `Interactions` and an `ItemIndex` (the item vocabulary with names and
 categories), and saves itself as plain numpy arrays (no pickle), so a trained set can be
@@ -15,19 +19,21 @@ stored in the database and loaded by any server.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from persona.recommend.interactions import MICROS_PER_DAY, Interactions
+from persona.recommend.interactions import MICROS_PER_DAY, RATING, Interactions
 
 NEIGHBOURS = 50        # kept per item by the item-to-item models
 HISTORY_ITEMS = 20     # the user's most recent distinct items that seed item-to-item scores
 RECENCY_HALF_RANK = 5  # the 6th most recent item weighs half as much as the most recent
 TRENDING_SMOOTHING = 5.0
+NEXT_WITHIN_DAYS = 1.0  # a step further apart than this is not "next"
+NEXT_LAGS = 3           # an item counts as next after each of the user's 3 items before it, less each step back
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class ItemIndex:
     def label(self, index: int) -> str:
         return self.names[index] or self.ids[index]
 
+    def positions(self, item_ids: Iterable[str]) -> np.ndarray:
+        """The positions of the ids this index knows (others are left out)."""
+        known = (p for i in item_ids if (p := self.position.get(i)) is not None)
+        return np.fromiter(known, dtype=np.int64)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ids": np.asarray(self.ids, dtype=str), "names": np.asarray(self.names, dtype=str),
                 "categories": np.asarray(self.categories, dtype=str)}
@@ -73,20 +84,62 @@ class ItemIndex:
         return cls(arrays["ids"].tolist(), arrays["names"].tolist(), arrays["categories"].tolist())
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """A model's candidates for one user, best first, as arrays (what the blend works on); the reason
+    of a candidate is worked out only when it is asked for, since most are never shown."""
+
+    indices: np.ndarray        # int64 positions in the item index
+    scores: np.ndarray         # float64, descending
+    why: Callable[[int], str]  # the reason for the j-th candidate
+
+    def scored(self, items: ItemIndex) -> list[Scored]:
+        return [Scored(items.ids[i], s, self.why(j))
+                for j, (i, s) in enumerate(zip(self.indices.tolist(), self.scores.tolist(), strict=True))]
+
+
+NOTHING = Ranked(np.zeros(0, np.int64), np.zeros(0), lambda j: "")
+
+
 class Model(Protocol):
     name: str
+    items: ItemIndex
 
     def fit(self, interactions: Interactions, items: ItemIndex) -> None: ...
+    def rank(self, history: UserHistory, n: int, skip: np.ndarray) -> Ranked: ...
     def recommend(self, history: UserHistory, k: int, exclude: Collection[str] = ()) -> list[Scored]: ...
     def arrays(self) -> dict[str, np.ndarray]: ...
     def load(self, arrays: Mapping[str, np.ndarray], items: ItemIndex) -> None: ...
+
+
+class _Recommends:
+    """`recommend` as the model's `rank` with the user's purchases and `exclude` skipped."""
+
+    items: ItemIndex
+
+    def rank(self, history: UserHistory, n: int, skip: np.ndarray) -> Ranked:
+        raise NotImplementedError
+
+    def recommend(self, history: UserHistory, k: int, exclude: Collection[str] = ()) -> list[Scored]:
+        skip = self.items.positions([*exclude, *history.purchased])
+        return self.rank(history, k, skip).scored(self.items)
+
+
+def top_n(indices: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """Where the `n` best are in `indices`/`scores`: highest score first, ties by item position."""
+    if len(scores) > 4 * n:  # most are out of the running: partition first
+        kept = np.argpartition(-scores, n - 1)[:n] if n > 0 else np.zeros(0, np.int64)
+        threshold = scores[kept].min() if len(kept) else np.inf
+        kept = np.flatnonzero(scores >= threshold)  # every tie at the threshold, to order them by position
+        return kept[np.lexsort((indices[kept], -scores[kept]))][:n]
+    return np.lexsort((indices, -scores))[:n]
 
 
 class ItemModel(Model, Protocol):
     def similar(self, item_id: str, k: int) -> list[Scored]: ...
 
 
-class _Ranked:
+class _Ranked(_Recommends):
     """A model that is one score per item: ranked overall and within each top-level category."""
 
     name = "ranked"
@@ -112,8 +165,10 @@ class _Ranked:
                     break
         return found
 
-    def recommend(self, history: UserHistory, k: int, exclude: Collection[str] = ()) -> list[Scored]:
-        return self.top(k, set(exclude) | history.purchased)
+    def rank(self, history: UserHistory, n: int, skip: np.ndarray) -> Ranked:
+        head = self.order[:n + len(skip)]
+        head = head[~np.isin(head, skip)][:n]
+        return Ranked(head, self.scores[head].astype(np.float64), lambda j: self._reason(int(head[j])))
 
     def _reason(self, index: int) -> str:
         return self.name
@@ -169,10 +224,11 @@ def cold_start(popularity: Popularity, trending: Trending, k: int, exclude: Coll
     return list(found.values())
 
 
-class _Neighbours:
+class _Neighbours(_Recommends):
     """Item-to-item: the top neighbours of each item (a sparse items x items matrix, rows sorted)."""
 
     name = "neighbours"
+    recency_half_rank: float = RECENCY_HALF_RANK
     items: ItemIndex
     neighbours: sp.csr_matrix
 
@@ -207,26 +263,35 @@ class _Neighbours:
         return [Scored(self.items.ids[c], float(v), self._similar_reason(index)) for c, v in
                 zip(cols[:k], values[:k], strict=True)]
 
-    def recommend(self, history: UserHistory, k: int, exclude: Collection[str] = ()) -> list[Scored]:
-        """Items scored by their similarity to the user's recent items, the most recent weighing most."""
-        scores: dict[int, float] = {}
-        best: dict[int, tuple[float, int]] = {}  # candidate -> (largest contribution, from which item)
+    def rank(self, history: UserHistory, n: int, skip: np.ndarray) -> Ranked:
+        """Items scored by their similarity to the user's recent items, the most recent weighing most
+        (summed over the seeds); the reason names the seed that contributed most (the earlier on a tie)."""
         seeds = [(i, w) for i, w in zip(history.items, history.weights, strict=True) if w > 0][:HISTORY_ITEMS]
+        columns, contributions, sources, counts = [], [], [], []
+        indptr, indices, data = self.neighbours.indptr, self.neighbours.indices, self.neighbours.data
         for rank, (item_id, weight) in enumerate(seeds):
             index = self.items.position.get(item_id)
             if index is None:
                 continue
-            seed_weight = 0.5 ** (rank / RECENCY_HALF_RANK) * float(np.log1p(weight))
-            cols, values = self._row(index)
-            for c, v in zip(cols.tolist(), values.tolist(), strict=True):
-                contribution = seed_weight * v
-                scores[c] = scores.get(c, 0.0) + contribution
-                if contribution > best.get(c, (0.0, -1))[0]:
-                    best[c] = (contribution, index)
-        skip = set(exclude) | history.purchased
-        ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-        return [Scored(self.items.ids[c], score, self._because(best[c][1])) for c, score in ranked
-                if self.items.ids[c] not in skip][:k]
+            start, end = indptr[index], indptr[index + 1]
+            columns.append(indices[start:end])
+            contributions.append(data[start:end] * (0.5 ** (rank / self.recency_half_rank) * np.log1p(weight)))
+            sources.append(index)
+            counts.append(end - start)
+        if not columns:
+            return NOTHING
+        column, contribution = np.concatenate(columns), np.concatenate(contributions)
+        source = np.repeat(np.asarray(sources, dtype=np.int64), counts)
+        candidates, which = np.unique(column, return_inverse=True)
+        scores = np.bincount(which, weights=contribution, minlength=len(candidates))
+        strongest = np.lexsort((-contribution, which))  # per candidate, its largest contribution first (stable)
+        first = np.ones(len(strongest), dtype=bool)
+        first[1:] = which[strongest][1:] != which[strongest][:-1]
+        because = source[strongest[first]]  # one per candidate, in candidate order
+        allowed = np.flatnonzero(~np.isin(candidates, skip))
+        best = allowed[top_n(candidates[allowed], scores[allowed], n)]
+        chosen, by = candidates[best].astype(np.int64), because[best]
+        return Ranked(chosen, scores[best], lambda j: self._because(int(by[j])))
 
     def _similar_reason(self, index: int) -> str:
         return self.name
@@ -288,3 +353,55 @@ class BoughtTogether(_Neighbours):
 
     def _because(self, index: int) -> str:
         return f"goes with {self.items.label(index)}"
+
+
+class NextItem(_Neighbours):
+    """Sequential: how often people went on from one item to another within a day (the next three
+    distinct items, each step back counting half as much), over how often they left the first item
+    for anything; `popularity_damping` > 0 divides by the next item's popularity to that power, so
+    a list is not just the bestsellers. Seeds halve in weight with every step back in the user's
+    history, so the latest item leads."""
+
+    name = "next_item"
+    recency_half_rank = 1.0
+
+    def __init__(self, popularity_damping: float = 0.0) -> None:
+        self.popularity_damping = popularity_damping
+
+    def fit(self, interactions: Interactions, items: ItemIndex) -> None:
+        self.items = items
+        keep = interactions.kinds != RATING
+        order = np.lexsort((interactions.timestamps[keep], interactions.users[keep]))
+        users = interactions.users[keep][order]
+        steps = interactions.items[keep][order]
+        times = interactions.timestamps[keep][order]
+        repeat = np.zeros(len(users), dtype=bool)
+        repeat[1:] = (users[1:] == users[:-1]) & (steps[1:] == steps[:-1])
+        users, steps, times = users[~repeat], steps[~repeat], times[~repeat]  # a view then an add is one step
+        rows, cols, values = [], [], []
+        for lag in range(1, NEXT_LAGS + 1):
+            pair = (users[lag:] == users[:-lag]) & (times[lag:] - times[:-lag] <= NEXT_WITHIN_DAYS * MICROS_PER_DAY)
+            pair &= steps[lag:] != steps[:-lag]
+            rows.append(steps[:-lag][pair])
+            cols.append(steps[lag:][pair])
+            values.append(np.full(int(pair.sum()), 0.5 ** (lag - 1)))
+        n = len(items)
+        counts = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        left = np.asarray(counts.sum(axis=1)).ravel()
+        arrived = np.asarray(counts.sum(axis=0)).ravel()
+        row_scale = np.divide(1.0, left, out=np.zeros(n), where=left > 0)
+        col_scale = np.divide(1.0, arrived ** self.popularity_damping, out=np.zeros(n), where=arrived > 0)
+        self._keep_top(sp.diags(row_scale) @ counts @ sp.diags(col_scale))
+
+    def _similar_reason(self, index: int) -> str:
+        return f"often next after {self.items.label(index)}"
+
+    def _because(self, index: int) -> str:
+        return f"often next after {self.items.label(index)}"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return super().arrays() | {"popularity_damping": np.asarray(self.popularity_damping)}
+
+    def load(self, arrays: Mapping[str, np.ndarray], items: ItemIndex) -> None:
+        super().load(arrays, items)
+        self.popularity_damping = float(arrays["popularity_damping"])

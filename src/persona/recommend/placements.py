@@ -24,7 +24,7 @@ from persona.recommend.models import Scored
 from persona.segments.definitions import DefinitionError, parse_duration
 
 FIELDS = {"in_stock_only", "categories", "brands", "price_min", "price_max", "max_per_category",
-          "exclude_purchased", "repurchase_after", "boost", "bury"}
+          "exclude_purchased", "repurchase_after", "boost", "bury", "variants", "recommendations"}
 
 
 class PlacementError(RequestError):
@@ -57,6 +57,8 @@ class Placement:
     exclude_purchased: bool = True
     repurchase_after: int | None = None  # seconds; None: a purchased item never comes back
     reweights: tuple[Reweight, ...] = ()
+    variants: tuple[Any, ...] = ()    # `activation/decide.Variant`s: what `POST /v1/decide` chooses from
+    recommendations: int | None = None  # how many recommendations a decision for it carries
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -85,6 +87,19 @@ def parse_placement(name: str, raw: Any, path: str) -> Placement:
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise PlacementError(f"{cap!r} is not a whole number of 1 or more", field=f"{path}.max_per_category")
     window = body.get("repurchase_after")
+    variants: tuple[Any, ...] = ()
+    if "variants" in body:
+        from persona.activation.decide import parse_variants
+        from persona.segments.definitions import DefinitionError
+
+        try:
+            variants = parse_variants(body["variants"], f"{path}.variants")
+        except DefinitionError as exc:
+            raise PlacementError(exc.message, field=exc.field) from None
+    k = body.get("recommendations")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100):
+        raise PlacementError(f"{k!r} is not a number of recommendations from 1 to 100",
+                             field=f"{path}.recommendations")
     return Placement(
         name=name, in_stock_only=_bool(body, "in_stock_only", True, path),
         include_categories=tuple(category_levels(c) for c in include_c),
@@ -96,6 +111,7 @@ def parse_placement(name: str, raw: Any, path: str) -> Placement:
         repurchase_after=None if window is None else _duration(window, f"{path}.repurchase_after"),
         reweights=(*_reweights(body.get("boost"), f"{path}.boost", boost=True),
                    *_reweights(body.get("bury"), f"{path}.bury", boost=False)),
+        variants=variants, recommendations=k,
     )
 
 

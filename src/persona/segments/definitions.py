@@ -208,10 +208,7 @@ def parse_condition(raw: Any, path: str) -> Condition:
 def _aggregate(body: Mapping[str, Any], path: str, *, default_count: bool) -> EventAggregate:
     event = _name(body["event"], _at(path, "event"))
     within = parse_duration(body["within"], _at(path, "within")) if "within" in body else None
-    raw_where = body.get("where", [])
-    if not isinstance(raw_where, list):
-        raise DefinitionError("`where` takes a list of property filters", field=_at(path, "where"))
-    where = tuple(_property_filter(item, f"{_at(path, 'where')}[{i}]") for i, item in enumerate(raw_where))
+    where = parse_property_filters(body.get("where", []), _at(path, "where"))
     chosen = [a for a in sorted(AGGREGATES) if a in body]
     if len(chosen) > 1:
         raise DefinitionError(f"one aggregate per condition; found {', '.join(chosen)}", field=path)
@@ -229,6 +226,13 @@ def _aggregate(body: Mapping[str, Any], path: str, *, default_count: bool) -> Ev
         raise DefinitionError(f"`{aggregate}` names the property it reads, e.g. {aggregate}: revenue",
                               field=_at(path, aggregate))
     return EventAggregate(event, within, where, aggregate, target)
+
+
+def parse_property_filters(raw: Any, path: str) -> tuple[PropertyFilter, ...]:
+    """A `where:` list of filters on an event's properties (also what journeys match events with)."""
+    if not isinstance(raw, list):
+        raise DefinitionError("`where` takes a list of property filters", field=path)
+    return tuple(_property_filter(item, f"{path}[{i}]") for i, item in enumerate(raw))
 
 
 def _property_filter(raw: Any, path: str) -> PropertyFilter:

@@ -33,6 +33,7 @@ from persona.segments.definitions import (
     EventAggregate,
     EventCondition,
     Not,
+    PropertyFilter,
     SegmentCondition,
     TraitCondition,
 )
@@ -90,7 +91,11 @@ def aggregate(of: EventAggregate, events: Sequence[EventFact], now_us: int) -> A
 
 def passes(of: EventAggregate, properties: Mapping[str, Any]) -> bool:
     """The event's properties pass the aggregate's `where` filters."""
-    return all(compare(f.comparison, lookup(properties, f.property)) for f in of.where)
+    return passes_filters(of.where, properties)
+
+
+def passes_filters(where: Sequence[PropertyFilter], properties: Mapping[str, Any]) -> bool:
+    return all(compare(f.comparison, lookup(properties, f.property)) for f in where)
 
 
 def reduce(of: EventAggregate, entries: Sequence[tuple[int, int, Any]], now_us: int) -> Any:

@@ -1,0 +1,1 @@
+"""Activation: what persona sends out to other systems (journeys, webhook deliveries)."""

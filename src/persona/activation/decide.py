@@ -1,0 +1,206 @@
+"""The decision API's service: for a profile and some placements, the content each should show.
+
+A placement (the `placements` file, `recommend/placements.py`) may carry `variants`: content
+chosen by ordered rules, the first whose `when` holds winning; a variant without `when` is the
+fallback. `when` is the audience language's trait, segment and computed-trait conditions
+(`trait:` reads model traits such as `rfm_segment` too) and `context:`, filters on what the
+caller sends (`{property: device.type, eq: mobile}`). Content is any JSON; its strings are
+Jinja2 templates (checked when the file is read) rendered with the profile, its segments and
+scores, and the request's context. With `recommendations: K` the placement also gets K
+recommendations, its business rules applied.
+
+Only indexed reads: the profile by identifier, its audience state and model traits, and the
+trained model set in memory. Nothing scans the log. A profile nobody knows (or no identifier)
+gets the first variant whose `when` needs no profile (context only, or none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from persona.activation.known import UNKNOWN, Known, known
+from persona.activation.templates import TemplateError, check, context_for
+from persona.errors import NotFound, RequestError
+from persona.segments.definitions import (
+    Condition,
+    DefinitionError,
+    PropertyFilter,
+    aggregates_of,
+    parse_condition,
+    parse_property_filters,
+)
+from persona.segments.evaluate import matches, passes_filters
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    when: Condition | None            # about the profile; None: anyone
+    context: tuple[PropertyFilter, ...]  # about the request
+    content: Any                      # JSON whose strings are templates
+
+    @property
+    def needs_profile(self) -> bool:
+        return self.when is not None
+
+
+def parse_variants(raw: Any, path: str) -> tuple[Variant, ...]:
+    """A placement's `variants:` list, each checked with the path of a mistake."""
+    if not isinstance(raw, list) or not raw:
+        raise DefinitionError("variants is a list of {id, when, context, content}", field=path)
+    variants = []
+    for i, item in enumerate(raw):
+        here = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            raise DefinitionError("a variant is an object", field=here)
+        for key in item:
+            if key not in ("id", "when", "context", "content"):
+                raise DefinitionError(f"unknown key {key!r}; expected id, when, context, content",
+                                      field=f"{here}.{key}")
+        variant_id = item.get("id")
+        if not isinstance(variant_id, str) or not variant_id:
+            raise DefinitionError("a variant needs an id", field=f"{here}.id")
+        when = parse_condition(item["when"], f"{here}.when") if "when" in item else None
+        if when is not None and aggregates_of(when):
+            raise DefinitionError("a variant reads traits, segments and computed traits, not events: define a "
+                                  "segment for history", field=f"{here}.when")
+        if "content" not in item:
+            raise DefinitionError("a variant needs content", field=f"{here}.content")
+        _check_templates(item["content"], f"{here}.content")
+        variants.append(Variant(variant_id, when, parse_property_filters(item.get("context", []),
+                                                                         f"{here}.context"), item["content"]))
+    return tuple(variants)
+
+
+def _check_templates(content: Any, path: str) -> None:
+    if isinstance(content, str):
+        try:
+            check(path, content)
+        except TemplateError as exc:
+            raise DefinitionError(exc.message, field=path) from None
+    elif isinstance(content, dict):
+        for key, value in content.items():
+            _check_templates(value, f"{path}.{key}")
+    elif isinstance(content, list):
+        for i, value in enumerate(content):
+            _check_templates(value, f"{path}[{i}]")
+
+
+def choose(variants: Sequence[Variant], who: Known, context: Mapping[str, Any], now: int
+           ) -> tuple[Variant | None, str]:
+    """The first variant whose rules hold, and why."""
+    for variant in variants:
+        if variant.context and not passes_filters(variant.context, context):
+            continue
+        if variant.when is None:
+            return variant, "fallback" if who.profile is not None else "fallback: unknown profile"
+        if who.profile is not None and matches(variant.when, who.facts, now):
+            return variant, f"matched {_describe(variant)}"
+    return None, "no variant applies"
+
+
+def render_content(content: Any, who: Known, request_context: Mapping[str, Any], name: str) -> Any:
+    """The variant's content with every string rendered."""
+    base = context_for(who.profile if who.profile is not None else {}, who.facts.computed, who.facts.segments,
+                       who.scores) | {"context": dict(request_context)}
+    return _render(content, base, name)
+
+
+def _render(content: Any, context: Mapping[str, Any], path: str) -> Any:
+    if isinstance(content, str):
+        return check(path, content).render(context)
+    if isinstance(content, dict):
+        return {key: _render(value, context, f"{path}.{key}") for key, value in content.items()}
+    if isinstance(content, list):
+        return [_render(value, context, f"{path}[{i}]") for i, value in enumerate(content)]
+    return content
+
+
+def _describe(variant: Variant) -> str:
+    return f"variant {variant.id!r}"
+
+
+def check_request(placements: Sequence[str], known: Mapping[str, Any]) -> None:
+    if not placements:
+        raise RequestError("name at least one placement", field="placements")
+    for i, name in enumerate(placements):
+        if name not in known:
+            raise NotFound(f"no placement {name!r} (known: {', '.join(sorted(known)) or 'none configured'})",
+                           field=f"placements[{i}]")
+
+
+EXPOSURE = "Content Shown"  # what each decision appends, for experiments and attribution
+
+
+class Decider:
+    """`POST /v1/decide`: the stores it reads are given by name, so it needs no engine."""
+
+    def __init__(self, *, find: Any, state: Any, audiences: Any, model_traits: Any, recommender: Any,
+                 catalog: Any, log: Any, placements: Any) -> None:
+        self.find, self.state, self.audiences = find, state, audiences
+        self.model_traits, self.recommender, self.catalog, self.log = model_traits, recommender, catalog, log
+        self.placements = placements  # () -> the placements in force (they reload on SIGHUP)
+
+    def decide(self, identifier: str | None, names: Sequence[str], context: Mapping[str, Any], now: int,
+               log_exposure: bool = True) -> dict[str, Any]:
+        from persona.recommend.placements import apply_rules, candidates_for
+
+        placements = self.placements()
+        check_request(names, placements)
+        who = self._profiled(identifier)
+        decisions = []
+        for name in names:
+            placement = placements[name]
+            variant, reason = choose(placement.variants, who, context, now)
+            decision: dict[str, Any] = {"placement": name, "variant": variant.id if variant else None,
+                                        "reason": reason,
+                                        "content": render_content(variant.content, who, context, name)
+                                        if variant else None}
+            if placement.recommendations:
+                models = self.recommender.current()
+                root = who.profile.id if who.profile is not None else None
+                found = models.for_user(root, candidates_for(placement.recommendations))
+                items = self.catalog.get_many(s.item_id for s in found)
+                picked = apply_rules(placement, found, items, models.purchases(root), now, placement.recommendations)
+                decision["recommendations"] = [
+                    {"item_id": s.item_id, "score": round(s.score, 6), "reason": s.reason,
+                     "name": items[s.item_id].name if s.item_id in items else None} for s in picked]
+            decisions.append(decision)
+        if log_exposure and identifier is not None and who.profile is not None:
+            self._expose(identifier, who, decisions, now)
+        return {"profile_id": who.profile.id if who.profile is not None else None, "decisions": decisions}
+
+    def _profiled(self, identifier: str | None) -> Known:
+        if identifier is None:
+            return UNKNOWN
+        try:
+            root = self.find(identifier).id
+        except NotFound:
+            return UNKNOWN
+        return known(root, self.state, self.audiences, self.model_traits)
+
+    def _expose(self, identifier: str, who: Known, decisions: list[dict[str, Any]], now: int) -> None:
+        """One `Content Shown` event per decision made, addressed like the request."""
+        from persona.log.events import Event, iso
+        from persona.segments.stage import SYSTEM_SOURCE
+
+        kind, _, value = identifier.partition(":")
+        events = []
+        for decision in decisions:
+            if decision["variant"] is None:
+                continue
+            message_id = f"decide:{who.profile.id}:{decision['placement']}:{now}"
+            body: dict[str, Any] = {"type": "track", "event": EXPOSURE, "messageId": message_id,
+                                    "timestamp": iso(now), "properties": {
+                                        "placement": decision["placement"], "variant": decision["variant"],
+                                        "reason": decision["reason"], "profile_id": who.profile.id}}
+            key = {"user_id": "userId", "anonymous_id": "anonymousId"}.get(kind)
+            if key and value:
+                body[key] = value
+            events.append(Event(source_id=SYSTEM_SOURCE, message_id=message_id, type="track", name=EXPOSURE,
+                                user_id=body.get("userId"), anonymous_id=body.get("anonymousId"), timestamp=now,
+                                received_at=now, body=body))
+        if events:
+            self.log.append(events)
