@@ -129,3 +129,31 @@ def _counts(members: dict[str, set[str]]) -> dict[str, int]:
         for segment in segments:
             counts[segment] += 1
     return dict(counts)
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_a_stage_killed_between_announcing_and_committing_is_corrected_by_the_next(
+        engine: Engine, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The announcements reached the log, the state that counts them did not; the next stage runs
+    later, when some of those memberships no longer hold. Reading them back it learns what was
+    announced, and re-evaluates the profile rather than keep a membership nobody would give it now."""
+    rng = random.Random(seed)
+    engine.definitions.apply(random_definitions(rng))
+    engine.log.append(shop_stream(rng, 1000))
+    commit = engine.audiences.commit
+
+    def killed(changes: Any) -> Any:
+        if changes.joined:
+            raise RuntimeError("killed before the commit")
+        return commit(changes)
+
+    monkeypatch.setattr(engine.audiences, "commit", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(engine, processor(engine, Clock(NOW)))
+    assert announcements(engine)
+    monkeypatch.setattr(engine.audiences, "commit", commit)
+
+    clock = Clock(NOW + 45 * 86_400 * 1_000_000)
+    run(engine, processor(engine, clock))
+    assert stored(engine) == reference(engine, clock.now)
+    check_announcements(engine, stored(engine)[0])

@@ -180,7 +180,9 @@ class AudienceStage:
                     if add_entry(state, key, (event.timestamp, event.seq, value)):
                         reasons.add(key)
                 if event.seq in announced:
-                    self._read_back(announced[event.seq], roots, changes)
+                    corrected = self._read_back(announced[event.seq], roots, changes)
+                    if corrected is not None:  # what was announced is not what this stage had: judge it again
+                        dirty.setdefault(corrected, set()).add(EVERYTHING)
             if event.type == "identify" or b'"traits"' in event.body["raw"]:
                 reasons.add(TRAITS)
         self.stats.events += len(batch)
@@ -207,17 +209,20 @@ class AudienceStage:
                 dirty.setdefault(pid, set()).add(EVERYTHING)
             self.cache[pid] = state
 
-    def _read_back(self, properties: dict[str, Any], roots: dict[str, str], changes: AudienceChanges) -> None:
-        """An announcement read back from the log: the counter it carries is what was announced."""
+    def _read_back(self, properties: dict[str, Any], roots: dict[str, str], changes: AudienceChanges) -> str | None:
+        """An announcement read back from the log: the counter it carries is what was announced.
+
+        Ahead of the state only when a stage announced and died before committing; the profile
+        it returns must then be evaluated again, as its membership may not hold any more."""
         pid, segment_id = properties.get("profile_id"), properties.get("segment_id")
         number = properties.get("transition")
         if not (isinstance(pid, str) and isinstance(segment_id, str) and isinstance(number, int)):
-            return
+            return None
         if roots.get(pid) != pid or pid not in self.cache:
-            return  # merged away since
+            return None  # merged away since
         state = self.cache[pid]
         if state.transitions.get(segment_id, 0) >= number:
-            return
+            return None
         was = state.member_of(segment_id)
         state.transitions[segment_id] = number
         if state.member_of(segment_id) and not was:
@@ -229,6 +234,7 @@ class AudienceStage:
             if segment_id in self.plan.segments:
                 changes.leave(segment_id, pid)
         changes.states[pid] = state
+        return pid
 
     # -- evaluating ------------------------------------------------------------------------------
     def _sweep_or_check(self, changes: AudienceChanges, now: int) -> int:
@@ -297,7 +303,7 @@ class AudienceStage:
             }
             record = records.get(pid)
             if record is not None:
-                _address(body, record.identifiers, self.rules)
+                address(body, record.identifiers, self.rules)
             events.append(Event(source_id=SYSTEM_SOURCE, message_id=message_id, type="track", name=name,
                                 user_id=body.get("userId"), anonymous_id=body.get("anonymousId"),
                                 timestamp=now, received_at=now, body=body))
@@ -310,7 +316,7 @@ class AudienceStage:
         trim_cache(self.cache, self.max_cached)
 
 
-def _address(body: dict[str, Any], identifiers: dict[str, list[str]], rules: IdentityRules) -> None:
+def address(body: dict[str, Any], identifiers: dict[str, list[str]], rules: IdentityRules) -> None:
     """Put the profile's strongest identifier where the identity rules read it, so it resolves back."""
     for rule in rules.identifiers:
         values = identifiers.get(rule.kind)
