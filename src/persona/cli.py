@@ -40,6 +40,11 @@ app.add_typer(recs_app, name="recs")
 journeys_app = typer.Typer(help="Journeys: event-driven triggers and multi-step journeys (docs/activation.md).",
                            no_args_is_help=True)
 app.add_typer(journeys_app, name="journeys")
+deliveries_app = typer.Typer(help="The outbox: webhook and email deliveries, dead letters and replay.",
+                             no_args_is_help=True)
+app.add_typer(deliveries_app, name="deliveries")
+suppressions_app = typer.Typer(help="The suppression list: identifiers never to message.", no_args_is_help=True)
+app.add_typer(suppressions_app, name="suppressions")
 profiles_app = typer.Typer(help="Unified customer profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 console = Console()
@@ -378,6 +383,111 @@ def journeys_stats(
             for step in stats["steps"]:
                 table.add_row(step["step"], step["kind"], f"{step['reached']:,}", f"{step['waiting']:,}")
             console.print(table)
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    status: Annotated[str | None, typer.Option(help="pending, delivering, delivered or dead (dead letters).")] = None,
+    destination: Annotated[str | None, typer.Option(help="One destination (or `email`).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, in id order.")] = 50,
+    after: Annotated[int, typer.Option(help="Start after this delivery id (paging).")] = 0,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Counts per destination and status, then the deliveries themselves with their last error."""
+    from persona.activation.outbox import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        for name, counts in engine.outbox.counts().items():
+            console.print(f"{name}: " + ", ".join(f"{n:,} {what}" for what, n in counts.items()), markup=False)
+        table = Table("id", "destination", "key", "status", "attempts", "last error")
+        for d in engine.outbox.deliveries(destination, status, limit, after):
+            error = f"{d.last_status_code or ''} {d.last_error or ''}".strip()
+            table.add_row(str(d.id), d.destination, d.key, d.status, str(d.attempts), error[:80])
+        console.print(table)
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids to send again, whatever their status.")] = None,
+    destination: Annotated[str | None, typer.Option(help="Every dead letter of this destination.")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Put deliveries back in line, due now with their attempts reset; a running deliverer sends them."""
+    if bool(ids) == (destination is not None):
+        raise typer.BadParameter("give delivery ids or --destination, not both", param_hint="IDS")
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        count = engine.outbox.replay(ids=ids or None, destination=destination)
+    console.print(f"{count:,} deliveries put back in line")
+
+
+@suppressions_app.command("add")
+def suppressions_add(
+    kind: Annotated[str, typer.Argument(help="email, user_id, phone, ... or * for any kind.")],
+    values: Annotated[list[str], typer.Argument(help="The identifiers.")],
+    reason: Annotated[str | None, typer.Option(help="Why (a bounce, a complaint, a request).")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Never message these identifiers again."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        added = engine.guards.suppressions.add_many((kind, value, reason) for value in values)
+    console.print(f"{added:,} added, {len(values) - added:,} already suppressed")
+
+
+@suppressions_app.command("import")
+def suppressions_import(
+    file: Annotated[Path, typer.Argument(help="CSV with a header: kind,value[,reason] (what an ESP exports).")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Add every row of a CSV file to the suppression list."""
+    import csv
+
+    with file.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    bad = next((i for i, row in enumerate(rows, start=2) if not (row.get("kind") or "").strip()
+                or not (row.get("value") or "").strip()), None)
+    if bad is not None:
+        raise typer.BadParameter(f"line {bad}: every row needs a kind and a value", param_hint="FILE")
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        added = engine.guards.suppressions.add_many(
+            (row["kind"].strip(), row["value"], row.get("reason") or None) for row in rows)
+    console.print(f"{added:,} added, {len(rows) - added:,} already suppressed")
+
+
+@suppressions_app.command("remove")
+def suppressions_remove(
+    kind: Annotated[str, typer.Argument(help="The kind it was added with.")],
+    values: Annotated[list[str], typer.Argument(help="The identifiers.")],
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Allow messages to these identifiers again."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        removed = sum(engine.guards.suppressions.remove(kind, value) for value in values)
+    console.print(f"{removed:,} removed, {len(values) - removed:,} were not suppressed")
+
+
+@suppressions_app.command("list")
+def suppressions_list(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Every suppressed identifier, with why and when."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        suppressions, after = engine.guards.suppressions, None
+        while page := suppressions.list(1000, after):
+            for entry in page:
+                console.print(f"{entry.kind:10} {entry.value:40} {entry.added_at:%Y-%m-%d %H:%M} {entry.reason or ''}",
+                              markup=False)
+            after = (page[-1].kind, page[-1].value)
+        console.print(f"{suppressions.count():,} suppressed")
 
 
 @segments_app.command("list")

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from persona.activation.guards import GuardSettings, parse_guard_settings
 from persona.errors import ConfigError
 from persona.identity.rules import IdentityRules
 from persona.recommend.settings import TrainingSettings
@@ -127,6 +128,7 @@ class Config:
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
     recommendations: TrainingSettings = field(default_factory=TrainingSettings)
+    guards: GuardSettings = field(default_factory=GuardSettings)  # the file's `messaging:` section
 
     @property
     def store_url(self) -> str:
@@ -139,6 +141,7 @@ class Config:
 class _FileConfig(msgspec.Struct, forbid_unknown_fields=True):
     identity: IdentityRules | None = None
     recommendations: TrainingSettings | None = None
+    messaging: dict[str, Any] | None = None
     settings: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -199,6 +202,11 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
         config = replace(config, identity=file_config.identity)
     if file_config.recommendations is not None:
         config = replace(config, recommendations=file_config.recommendations)
+    if file_config.messaging is not None:
+        try:
+            config = replace(config, guards=parse_guard_settings(file_config.messaging))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", field=exc.field) from None
     return config
 
 

@@ -21,7 +21,6 @@ from persona.activation.guards import (
     SEND_LOG_MIGRATIONS,
     SUPPRESSION_MIGRATIONS,
     Guards,
-    GuardSettings,
     SendLog,
     SuppressionList,
 )
@@ -126,7 +125,7 @@ class Engine:
 
         journeys, journey_store = JourneyDefinitions(log_db, destinations), JourneyStore(state_db)
         model_traits = ModelTraitStore(state_db)
-        guards = Guards(SuppressionList(log_db), SendLog(state_db), GuardSettings())
+        guards = Guards(SuppressionList(log_db), SendLog(state_db), config.guards)
 
         def journey_stage() -> JourneyStage:
             actions = LoggedActions(state, config.identity, guards, audiences=audiences, model_traits=model_traits,

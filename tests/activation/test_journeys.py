@@ -18,6 +18,7 @@ from persona.activation.stage import _bucket
 from persona.activation.store import Instance
 from persona.activation.webhooks import new_secret
 from persona.cli import app
+from persona.config import load_config
 from persona.engine import Engine
 from persona.ingest.messages import BatchDefaults, normalize
 from persona.log.events import Event
@@ -354,3 +355,68 @@ def test_quiet_hours_defer_an_email_and_the_frequency_cap_refuses_the_third(conf
         assert deliverer is not None
         deliverer.run_once()
         assert sorted(e.rcpt_tos[0] for e in inbox.envelopes) == ["lark@example.com", "lark@example.com"]
+
+
+def test_the_guards_are_the_configured_ones(config: Any, tmp_path: Any, smtp: tuple[Inbox, int]) -> None:
+    """The config file's `messaging:` section: one marketing email a day, no quiet hours."""
+    _, port = smtp
+    (tmp_path / "persona.yaml").write_text("messaging:\n  frequency_caps: [{channel: marketing, max: 1, per: 1d}]\n"
+                                           "  quiet_hours: null\n")
+    settings = replace(config, smtp_host="127.0.0.1", smtp_port=port, smtp_security="none",
+                       guards=load_config(env={}, config=str(tmp_path / "persona.yaml")).guards)
+    journey = {**EMAIL_JOURNEY, "id": "promo", "reentry": "always", "steps": [
+        {"send": {"channel": "marketing", "email": {"subject": "Sale", "text": "{{ event.properties.plan }}"}}}]}
+    with Engine.open(settings) as engine:
+        engine.journeys.save(journey)
+        now = datetime.now(UTC)
+        in_time_order([identify("owl", now - timedelta(minutes=5), email="owl@example.com", timezone=zone_at(23)),
+                       track("owl", "Signed Up", now - timedelta(minutes=4), plan="a"),
+                       track("owl", "Signed Up", now - timedelta(minutes=3), plan="b")], engine)
+        engine.processor.run_until_caught_up()
+        assert [m["status"] for m in sent(engine)["owl"]] == ["queued", "refused"]  # at 23:00 local: no quiet hours
+
+
+def anonymous(anonymous_id: str, name: str, at: datetime, **properties: Any) -> Event:
+    body = {"type": "track", "anonymousId": anonymous_id, "event": name, "properties": properties,
+            "messageId": f"j-{next(_ids)}", "timestamp": at.isoformat()}
+    outcome = normalize(body, index=0, source_id="test", defaults=BatchDefaults(received_at=datetime.now(UTC)))
+    assert isinstance(outcome, Event)
+    return outcome
+
+
+def logs_in(user: str, anonymous_id: str, at: datetime) -> Event:
+    body = {"type": "identify", "userId": user, "anonymousId": anonymous_id, "messageId": f"j-{next(_ids)}",
+            "timestamp": at.isoformat()}
+    outcome = normalize(body, index=0, source_id="test", defaults=BatchDefaults(received_at=datetime.now(UTC)))
+    assert isinstance(outcome, Event)
+    return outcome
+
+
+def test_instances_follow_a_visitor_who_logs_in_to_a_known_profile(engine: Engine) -> None:
+    """A visitor fills a cart anonymously, then logs in as a customer known from another device
+    (two profiles merge) and orders that cart: the wait, started under the visitor's profile,
+    sees the order under the merged one; no reminder. Re-entry counts both profiles' entries."""
+    engine.journeys.save(CART)
+    now = datetime.now(UTC)
+    t0 = now - timedelta(minutes=5)
+    in_time_order([identify("dan", t0 - timedelta(hours=3), plan="basic"),
+                   track("dan", "Product Added", t0 - timedelta(hours=2), cart_id="old")], engine)
+    engine.processor.run_until_caught_up()  # dan's own cart, on another device: reminded
+    in_time_order([anonymous("a1", "Product Added", t0, cart_id="c1")], engine)
+    engine.processor.run_until_caught_up()  # the visitor waits for the order, under the anonymous profile
+    [(visitor, waiting)] = [(i.profile_id, i) for i in engine.journey_store.instances("cart_abandoned")
+                            if i.status == "waiting"]
+    in_time_order([logs_in("dan", "a1", t0 + timedelta(minutes=1)),
+                   track("dan", "Order Completed", t0 + timedelta(minutes=2), cart_id="c1"),
+                   track("dan", "Product Added", t0 + timedelta(minutes=3), cart_id="c2")], engine)
+    engine.processor.run_until_caught_up()
+    engine.processor.run_until_caught_up()
+    dan = engine.profiles.find("user_id:dan")
+    assert visitor != dan.id or waiting.number == 1
+    runs = engine.journey_store.instances("cart_abandoned")
+    assert {i.profile_id for i in runs} == {dan.id}  # moved, none left under the merged-away profile
+    assert sorted((i.number, i.entry["cart_id"], i.outcome) for i in runs) == [(1, "old", "completed"),
+                                                                              (2, "c1", "completed")]
+    assert [m["target"] for m in sent(engine)["dan"]] == ["crm"]  # the old cart's reminder only
+    assert engine.journey_store.counts("cart_abandoned")["entered"] == 2  # c2: entered once already
+    assert processing_of(engine)["journeys"]["pending_timers"] == 0

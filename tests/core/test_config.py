@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
 
+from persona.activation.guards import FrequencyCap, GuardSettings, QuietHours
 from persona.config import SETTINGS, load_config
 from persona.errors import ConfigError
 from persona.recommend.settings import InteractionWeights, TrainingSettings
@@ -41,6 +43,12 @@ def test_identity_rules_from_file(tmp_path: Path) -> None:
     ("recommendations:\n  weights: {half_life_days: 0}\n", "recommendations.weights"),
     ("recommendations:\n  weights: {veiw: 2}\n", "veiw"),
     ("recommendations:\n  validation_days: -1\n", "validation_days"),
+    ("messaging:\n  frequency_caps: [{channel: marketing, max: 2, per: daily}]\n", "daily"),
+    ("messaging:\n  frequency_caps: [{channel: marketing, max: -1, per: 1d}]\n", "whole number"),
+    ("messaging:\n  quiet_hours: {start: '25:00'}\n", "time of day"),
+    ("messaging:\n  quiet_hours: {start: '08:00', end: '08:00'}\n", "different times"),
+    ("messaging:\n  default_timezone: Mars/Olympus\n", "IANA"),
+    ("messaging:\n  caps: []\n", "caps"),
 ])
 def test_bad_config_names_the_field(tmp_path: Path, text: str, words: str) -> None:
     (tmp_path / "persona.yaml").write_text(text)
@@ -56,6 +64,20 @@ def test_how_recommendations_train_comes_from_the_file(tmp_path: Path) -> None:
     settings = load_config(env={}, data_dir=tmp_path).recommendations
     assert settings.weights == InteractionWeights(view=0.5, purchase=8, half_life_days=14)
     assert settings.tune is False and settings.validation_days == 7
+
+
+def test_message_guards_come_from_the_file(tmp_path: Path) -> None:
+    assert load_config(env={}, data_dir=tmp_path).guards == GuardSettings()
+    (tmp_path / "persona.yaml").write_text(
+        "messaging:\n  frequency_caps:\n    - {channel: marketing, max: 3, per: 1w}\n"
+        "    - {channel: sms, max: 1, per: 12h}\n  quiet_hours: {start: '22:30', end: '07:00', channels: [sms]}\n"
+        "  default_timezone: Europe/Paris\n")
+    guards = load_config(env={}, data_dir=tmp_path).guards
+    assert guards.caps == (FrequencyCap("marketing", 3, 7 * 86_400.0), FrequencyCap("sms", 1, 12 * 3600.0))
+    assert guards.quiet_hours == QuietHours(time(22, 30), time(7, 0), frozenset({"sms"}))
+    assert guards.default_timezone == "Europe/Paris"
+    (tmp_path / "persona.yaml").write_text("messaging:\n  frequency_caps: []\n  quiet_hours: null\n")
+    assert load_config(env={}, data_dir=tmp_path).guards == GuardSettings((), None)
 
 
 def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:

@@ -53,6 +53,16 @@ def stored(engine: Engine) -> tuple[dict[str, set[str]], dict[str, dict[str, Any
     return members, {pid: states[pid].computed if pid in states else {} for pid in roots}
 
 
+def check_sizes(engine: Engine) -> None:
+    """Every membership row belongs to a profile that exists (not one merged away), and each
+    segment's kept size is its number of rows."""
+    rows = engine.state_db.query("SELECT segment_id, profile_id FROM memberships")
+    roots = {p.id for p in engine.state.all_profiles()}
+    assert {pid for _, pid in rows} <= roots
+    counts = _counts({pid: {s for s, p in rows if p == pid} for pid in {p for _, p in rows}})
+    assert {s: n for s, n in engine.audiences.sizes().items() if n} == counts
+
+
 def run(engine: Engine, proc: Processor) -> None:
     proc.run_until_caught_up()
     for stage in proc.followers:  # let the 1 s look at the definitions come round
@@ -73,6 +83,7 @@ def test_live_memberships_equal_the_reference(engine: Engine, seed: int) -> None
     assert stored(engine) == reference(engine, clock.now)
     check_announcements(engine, stored(engine)[0])
     check_batch(engine, clock.now)
+    check_sizes(engine)
 
     for days in (1, 6, 25, 60):  # time alone moves profiles in and out of windows
         clock.now += days * 86_400 * 1_000_000
@@ -80,6 +91,7 @@ def test_live_memberships_equal_the_reference(engine: Engine, seed: int) -> None
         assert stored(engine) == reference(engine, clock.now), f"after {days} more days"
         check_announcements(engine, stored(engine)[0])
         check_batch(engine, clock.now)
+        check_sizes(engine)
 
 
 def test_definitions_added_later_backfill_from_the_log(engine: Engine) -> None:
@@ -100,6 +112,7 @@ def test_definitions_added_later_backfill_from_the_log(engine: Engine) -> None:
     engine.log.append(shop_stream(rng, 300))
     run(engine, proc)
     assert stored(engine) == reference(engine, clock.now)
+    check_sizes(engine)
     sizes = engine.audiences.sizes()
     assert set(sizes) <= {f"s{i}" for i in range(5)}
     assert sizes == {s: n for s, n in _counts(stored(engine)[0]).items() if n} | {
@@ -157,3 +170,4 @@ def test_a_stage_killed_between_announcing_and_committing_is_corrected_by_the_ne
     run(engine, processor(engine, clock))
     assert stored(engine) == reference(engine, clock.now)
     check_announcements(engine, stored(engine)[0])
+    check_sizes(engine)

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from persona.errors import ConfigError
 from persona.log.events import from_micros, to_micros
+from persona.segments.definitions import DefinitionError, parse_duration
 from persona.storage.sql import Connection, Database, Migration, where_in
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,79 @@ class GuardSettings:
         return max((cap.window for cap in self.caps), default=timedelta(0))
 
 
+def parse_guard_settings(raw: Any, path: str = "messaging") -> GuardSettings:
+    """The config file's `messaging:` section; what it leaves out keeps its default.
+
+        messaging:
+          frequency_caps: [{channel: marketing, max: 2, per: 1d}]   # [] for none
+          quiet_hours: {start: "21:00", end: "08:00", channels: [marketing]}   # null for none
+          default_timezone: Europe/Paris
+    """
+    if raw is None:
+        return GuardSettings()
+    body = _section(raw, path, {"frequency_caps", "quiet_hours", "default_timezone"})
+    defaults = GuardSettings()
+    caps = defaults.caps
+    if "frequency_caps" in body:
+        if not isinstance(body["frequency_caps"], list):
+            raise ConfigError("must be a list of {channel, max, per}", field=f"{path}.frequency_caps")
+        caps = tuple(_cap(entry, f"{path}.frequency_caps[{i}]") for i, entry in enumerate(body["frequency_caps"]))
+    quiet = defaults.quiet_hours
+    if "quiet_hours" in body:
+        quiet = None if body["quiet_hours"] is None else _quiet_hours(body["quiet_hours"], f"{path}.quiet_hours")
+    zone = body.get("default_timezone", defaults.default_timezone)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(f"{zone!r} is not an IANA time zone such as Europe/Paris",
+                          field=f"{path}.default_timezone") from None
+    return GuardSettings(caps, quiet, zone)
+
+
+def _section(raw: Any, path: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"must be a mapping of {', '.join(sorted(allowed))}", field=path)
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {key!r}; expected {', '.join(sorted(allowed))}", field=f"{path}.{key}")
+    return raw
+
+
+def _cap(raw: Any, path: str) -> FrequencyCap:
+    body = _section(raw, path, {"channel", "max", "per"})
+    channel, most = body.get("channel"), body.get("max")
+    if not isinstance(channel, str) or not channel:
+        raise ConfigError("a cap names the channel it counts (marketing, transactional, ...)", field=f"{path}.channel")
+    if not isinstance(most, int) or isinstance(most, bool) or most < 0:
+        raise ConfigError("must be a whole number of messages, 0 or more", field=f"{path}.max")
+    return FrequencyCap(channel, most, float(_seconds(body.get("per"), f"{path}.per")))
+
+
+def _quiet_hours(raw: Any, path: str) -> QuietHours:
+    body = _section(raw, path, {"start", "end", "channels"})
+    start, end = _clock(body.get("start", "21:00"), f"{path}.start"), _clock(body.get("end", "08:00"), f"{path}.end")
+    channels = body.get("channels", ["marketing"])
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) and c for c in channels):
+        raise ConfigError("must be a list of channel names", field=f"{path}.channels")
+    if start == end:
+        raise ConfigError("quiet hours must start and end at different times", field=f"{path}.end")
+    return QuietHours(start, end, frozenset(channels))
+
+
+def _clock(raw: Any, path: str) -> time:
+    try:
+        return time.fromisoformat(raw) if isinstance(raw, str) else time.fromisoformat("")
+    except ValueError:
+        raise ConfigError(f"{raw!r} is not a time of day like \"21:00\"", field=path) from None
+
+
+def _seconds(raw: Any, path: str) -> int:
+    try:
+        return parse_duration(raw, path)
+    except DefinitionError as exc:
+        raise ConfigError(exc.message, field=path) from None
+
+
 # -- the answer ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Decision:
@@ -182,10 +256,19 @@ class SuppressionList:
 
     def add(self, kind: str, value: str, reason: str | None = None, at: datetime | None = None) -> bool:
         """Suppress one identifier; False if it already was (its reason is kept)."""
-        row = (kind, normalize(kind, value), reason, to_micros(at or datetime.now(UTC)))
-        return bool(self.db.write(lambda conn: conn.execute(
-            "INSERT INTO suppressions (kind, value, reason, added_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (kind, value) DO NOTHING", row).rowcount))
+        return self.add_many([(kind, value, reason)], at) == 1
+
+    def add_many(self, entries: Iterable[tuple[str, str, str | None]], at: datetime | None = None) -> int:
+        """Suppress (kind, value, reason) entries in one transaction; how many were new."""
+        added_at = to_micros(at or datetime.now(UTC))
+        rows = list({(kind, normalize(kind, value)): (kind, normalize(kind, value), reason, added_at)
+                     for kind, value, reason in entries}.values())
+
+        def write(conn: Connection) -> int:
+            return sum(conn.execute("INSERT INTO suppressions (kind, value, reason, added_at) VALUES (?, ?, ?, ?)"
+                                    " ON CONFLICT (kind, value) DO NOTHING", row).rowcount for row in rows)
+
+        return int(self.db.write(write))
 
     def remove(self, kind: str, value: str) -> bool:
         key = (kind, normalize(kind, value))

@@ -29,7 +29,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from persona.activation.journeys import (
@@ -44,7 +44,14 @@ from persona.activation.journeys import (
     WaitFor,
 )
 from persona.activation.known import known
-from persona.activation.store import JOURNEYS, Instance, JourneyChanges, JourneyDefinitions, JourneyStore
+from persona.activation.store import (
+    JOURNEYS,
+    Entries,
+    Instance,
+    JourneyChanges,
+    JourneyDefinitions,
+    JourneyStore,
+)
 from persona.jobs.store import ModelTraitStore
 from persona.log.events import Event, now_micros
 from persona.log.store import EventLog
@@ -149,7 +156,9 @@ class JourneyStage:
         run = _Run(self, JourneyChanges())
         if batch:
             assigned = self.state.assigned(self.position, reached)
-            roots = self.state.roots(set(assigned.values()))
+            merged = {m.merged for m in self.state.merges_between(self.position, reached)}
+            roots = self.state.roots(set(assigned.values()) | merged)
+            run.follow_merges(merged, roots)
             run.load_open({roots.get(pid, pid) for pid in assigned.values()})
             run.load_timers(max(self.watermark, max(_event_time(e) for e in batch) - self.lateness))
             for event in batch:
@@ -185,7 +194,7 @@ class _Run:
         self.open: dict[str, list[Instance]] = {}           # by profile: instances not done
         self.timers: list[tuple[int, tuple[str, str, int]]] = []
         self.by_key: dict[tuple[str, str, int], Instance] = {}
-        self.latest: dict[tuple[str, str], Instance | None] = {}
+        self.entries: dict[tuple[str, str], Entries | None] = {}
         self.facts: dict[str, ProfileFacts] = {}
         self.fired = 0
 
@@ -198,9 +207,28 @@ class _Run:
         for instance in self.stage.store.due(until, TIMERS_PER_BATCH):
             self._hold(instance)
 
+    def follow_merges(self, merged: set[str], roots: dict[str, str]) -> None:
+        """Profiles merged into others in this batch: their instances, open or done, move to the
+        profile they are part of now, numbered after its own, so a wait for the order goes on
+        under the identified customer and re-entry counts the entries of both."""
+        if not merged:
+            return
+        for instance in sorted(self.stage.store.of_profiles(merged), key=lambda i: (i.entered_at, i.number)):
+            root = roots.get(instance.profile_id, instance.profile_id)
+            if root == instance.profile_id:
+                continue
+            before = self._entries(instance.journey_id, root)
+            moved = replace(instance, profile_id=root, number=(before.number if before else 0) + 1)
+            self.entries[(instance.journey_id, root)] = Entries(
+                moved.number, max(instance.entered_at, before.entered_at if before else instance.entered_at))
+            self.changes.removed.add(instance.key)
+            self.changes.instances[moved.key] = moved
+            if moved.status != "done":
+                self._hold(moved)
+
     def _hold(self, instance: Instance) -> None:
         """Work on this copy of a stored instance from now on (unless one is held already)."""
-        if instance.key in self.by_key:
+        if instance.key in self.by_key or instance.key in self.changes.removed:
             return
         self.by_key[instance.key] = instance
         self.open.setdefault(instance.profile_id, []).append(instance)
@@ -251,24 +279,25 @@ class _Run:
         if journey.reentry != "always" and any(i.journey_id == journey.id and i.status != "done"
                                                for i in self.open.get(root, [])):
             return False
-        latest = self._latest(journey.id, root)
-        if latest is None or journey.reentry == "always":
+        before = self._entries(journey.id, root)
+        if before is None or journey.reentry == "always":
             return True
         if journey.reentry == "once":
             return False
-        return at >= latest.entered_at + int(journey.reentry) * MICROS
+        return at >= before.entered_at + int(journey.reentry) * MICROS
 
-    def _latest(self, journey_id: str, root: str) -> Instance | None:
+    def _entries(self, journey_id: str, root: str) -> Entries | None:
         key = (journey_id, root)
-        if key not in self.latest:
-            self.latest[key] = self.stage.store.latest(journey_id, root)
-        return self.latest[key]
+        if key not in self.entries:
+            self.entries[key] = self.stage.store.entries(journey_id, root)
+        return self.entries[key]
 
     def _enter(self, journey: Journey, root: str, event: Event, properties: dict[str, Any]) -> None:
-        latest = self._latest(journey.id, root)
-        instance = Instance(journey.id, root, (latest.number if latest else 0) + 1, journey.fingerprint,
+        before = self._entries(journey.id, root)
+        instance = Instance(journey.id, root, (before.number if before else 0) + 1, journey.fingerprint,
                             journey.start, "active", event.timestamp, properties, updated_at=event.timestamp)
-        self.latest[(journey.id, root)] = instance
+        self.entries[(journey.id, root)] = Entries(instance.number, max(event.timestamp, before.entered_at
+                                                                        if before else event.timestamp))
         self.by_key[instance.key] = instance
         self.open.setdefault(root, []).append(instance)
         self.changes.count(journey.id, "entered")

@@ -52,7 +52,7 @@ STATE_MIGRATIONS = [
             entry BLOB NOT NULL, updated_at INTEGER NOT NULL,
             PRIMARY KEY (journey_id, profile_id, number))""",
         "CREATE INDEX journey_timers ON journey_instances (wait_until) WHERE wait_until IS NOT NULL",
-        "CREATE INDEX journey_open ON journey_instances (profile_id) WHERE status <> 'done'",
+        "CREATE INDEX journey_profile ON journey_instances (profile_id)",
         "CREATE TABLE journey_counts (journey_id TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,"
         " PRIMARY KEY (journey_id, key))",
     ], postgres=[
@@ -63,7 +63,7 @@ STATE_MIGRATIONS = [
             entry BYTEA NOT NULL, updated_at BIGINT NOT NULL,
             PRIMARY KEY (journey_id, profile_id, number))""",
         "CREATE INDEX journey_timers ON journey_instances (wait_until) WHERE wait_until IS NOT NULL",
-        "CREATE INDEX journey_open ON journey_instances (profile_id) WHERE status <> 'done'",
+        "CREATE INDEX journey_profile ON journey_instances (profile_id)",
         "CREATE TABLE journey_counts (journey_id TEXT NOT NULL, key TEXT NOT NULL, n BIGINT NOT NULL,"
         " PRIMARY KEY (journey_id, key))",
     ]),
@@ -104,9 +104,16 @@ class Instance:
         return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[8], _decode(r[11]), r[6], r[7], r[9], r[10], r[12])
 
 
+@dataclass(frozen=True)
+class Entries:
+    number: int      # the highest instance number
+    entered_at: int  # µs: the latest entry
+
+
 @dataclass
 class JourneyChanges:
     instances: dict[tuple[str, str, int], Instance] = field(default_factory=dict)
+    removed: set[tuple[str, str, int]] = field(default_factory=set)  # keys gone: moved to the merged profile
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     checkpoint: tuple[int, int] | None = None
     events: list[Event] = field(default_factory=list)  # appended to the log before the commit (idempotent)
@@ -213,10 +220,20 @@ class JourneyStore:
                 f"SELECT {_COLUMNS} FROM journey_instances WHERE {clause} AND status <> 'done'", params)]
         return out
 
-    def latest(self, journey_id: str, profile_id: str) -> Instance | None:
-        row = self.db.query_one(f"SELECT {_COLUMNS} FROM journey_instances WHERE journey_id = ? AND profile_id = ?"
-                                " ORDER BY number DESC LIMIT 1", (journey_id, profile_id))
-        return Instance.of(row) if row else None
+    def entries(self, journey_id: str, profile_id: str) -> Entries | None:
+        """The profile's entries into the journey so far: the highest number, the latest entry time."""
+        row = self.db.query_one("SELECT max(number), max(entered_at) FROM journey_instances"
+                                " WHERE journey_id = ? AND profile_id = ?", (journey_id, profile_id))
+        return Entries(int(row[0]), int(row[1])) if row and row[0] is not None else None
+
+    def of_profiles(self, profile_ids: Iterable[str]) -> list[Instance]:
+        """Every instance of these profiles, done or not."""
+        out: list[Instance] = []
+        for chunk in chunks(list(profile_ids), chunk_size(self.db.dialect)):
+            clause, params = where_in(self.db.dialect, "profile_id", chunk)
+            out += [Instance.of(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM journey_instances WHERE {clause}",
+                                                          params)]
+        return out
 
     def due(self, until: int, limit: int) -> list[Instance]:
         """Waiting instances whose timer is at or before `until` (µs), soonest first."""
@@ -275,6 +292,8 @@ class JourneyStore:
         def write(conn: Connection) -> None:
             if checkpoints and not move_checkpoints(conn, checkpoints, commit_id):
                 return  # a retry of a commit that landed
+            conn.executemany("DELETE FROM journey_instances WHERE journey_id = ? AND profile_id = ? AND number = ?",
+                             sorted(changes.removed))
             conn.executemany(
                 f"INSERT INTO journey_instances ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
                 " ON CONFLICT (journey_id, profile_id, number) DO UPDATE SET version = excluded.version,"

@@ -64,7 +64,6 @@ class AudienceChanges:
     removed: set[str] = field(default_factory=set)                 # profiles merged away
     joined: dict[tuple[str, str], int] = field(default_factory=dict)  # (segment, profile) -> since
     left: set[tuple[str, str]] = field(default_factory=set)
-    size_changes: dict[str, int] = field(default_factory=dict)     # segment -> +/- members
     dropped_segments: set[str] = field(default_factory=set)        # no longer defined: forget their members
     plan: tuple[str, list[str]] | None = None                      # (fingerprint, input keys) now built for
     history_at: int | None = None                                  # record every segment's size at this time
@@ -73,23 +72,18 @@ class AudienceChanges:
     def join(self, segment_id: str, profile_id: str, since: int) -> None:
         self.left.discard((segment_id, profile_id))
         self.joined[(segment_id, profile_id)] = since
-        self.size_changes[segment_id] = self.size_changes.get(segment_id, 0) + 1
 
     def remove(self, profile_id: str) -> None:
         """A profile merged away: forget it, and whatever this commit was to change about it."""
         self.states.pop(profile_id, None)
         for key in [k for k in self.joined if k[1] == profile_id]:
             del self.joined[key]
-            self.size_changes[key[0]] -= 1
-        for key in [k for k in self.left if k[1] == profile_id]:
-            self.left.discard(key)
-            self.size_changes[key[0]] += 1
+        self.left = {k for k in self.left if k[1] != profile_id}
         self.removed.add(profile_id)
 
     def leave(self, segment_id: str, profile_id: str) -> None:
         self.joined.pop((segment_id, profile_id), None)
         self.left.add((segment_id, profile_id))
-        self.size_changes[segment_id] = self.size_changes.get(segment_id, 0) - 1
 
 
 class AudienceStore:
@@ -161,10 +155,10 @@ class AudienceStore:
                                                   (pid,)).fetchall():
                     _resize(conn, segment_id, -1)
                 conn.execute("DELETE FROM memberships WHERE profile_id = ?", (pid,))
+            for segment_id, delta in _size_changes(conn, dialect, changes).items():
+                _resize(conn, segment_id, delta)
             _JOINED.run(conn, dialect, [(s, p, since) for (s, p), since in changes.joined.items()])
             conn.executemany("DELETE FROM memberships WHERE segment_id = ? AND profile_id = ?", list(changes.left))
-            for segment_id, delta in changes.size_changes.items():
-                _resize(conn, segment_id, delta)
             for segment_id in changes.dropped_segments:
                 conn.execute("DELETE FROM memberships WHERE segment_id = ?", (segment_id,))
                 conn.execute("DELETE FROM segment_sizes WHERE segment_id = ?", (segment_id,))
@@ -185,6 +179,23 @@ class AudienceStore:
                 conn.execute(f"DELETE FROM {table}")
 
         self.db.write(write)
+
+
+def _size_changes(conn: Connection, dialect: str, changes: AudienceChanges) -> dict[str, int]:
+    """How each segment's size moves, from the rows the joins add and the leaves delete: a size
+    is what the memberships hold, whatever the stage believed they held."""
+    touched = sorted({p for _, p in changes.joined} | {p for _, p in changes.left})
+    held: set[tuple[str, str]] = set()
+    for chunk in chunks(touched, chunk_size(dialect)):
+        clause, params = where_in(dialect, "profile_id", chunk)
+        held.update((s, p) for s, p in conn.execute(
+            f"SELECT segment_id, profile_id FROM memberships WHERE {clause}", params).fetchall())
+    deltas: dict[str, int] = {}
+    for key in changes.joined.keys() - held:
+        deltas[key[0]] = deltas.get(key[0], 0) + 1
+    for key in changes.left & held:
+        deltas[key[0]] = deltas.get(key[0], 0) - 1
+    return {segment_id: delta for segment_id, delta in deltas.items() if delta}
 
 
 def _resize(conn: Connection, segment_id: str, delta: int) -> None:

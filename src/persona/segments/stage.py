@@ -241,8 +241,9 @@ class AudienceStage:
         """One page of the sweep after a definitions change, or of the profiles due by time."""
         if self._sweep is not None:
             ids = self.audiences.profile_ids(self._sweep, self.batch_size)
-            self._load(set(ids), {})
-            self._evaluate(dict.fromkeys(ids, _EVERYTHING), changes, now)
+            live = [pid for pid in ids if pid not in changes.removed]  # merged away in this batch: gone
+            self._load(set(live), {})
+            self._evaluate(dict.fromkeys(live, _EVERYTHING), changes, now)
             if len(ids) < self.batch_size:
                 self._sweep = None
                 changes.plan, self._planned = self._planned, None
@@ -257,8 +258,9 @@ class AudienceStage:
         if len(ids) < self.batch_size:  # all caught up: look again in check_every
             self._next_time_check = time.monotonic() + self.check_every
             changes.history_at = now
-        self._load(set(ids), {})
-        self._evaluate(dict.fromkeys(ids, frozenset(self.plan.inputs)), changes, now)
+        live = [pid for pid in ids if pid not in changes.removed]
+        self._load(set(live), {})
+        self._evaluate(dict.fromkeys(live, frozenset(self.plan.inputs)), changes, now)
         return len(ids)
 
     def _evaluate(self, dirty: dict[str, frozenset[str]], changes: AudienceChanges, now: int) -> None:
