@@ -40,6 +40,9 @@ app.add_typer(recs_app, name="recs")
 journeys_app = typer.Typer(help="Journeys: event-driven triggers and multi-step journeys (docs/activation.md).",
                            no_args_is_help=True)
 app.add_typer(journeys_app, name="journeys")
+placements_app = typer.Typer(help="Placements: recommendation rules and content variants (docs/activation.md).",
+                             no_args_is_help=True)
+app.add_typer(placements_app, name="placements")
 deliveries_app = typer.Typer(help="The outbox: webhook and email deliveries, dead letters and replay.",
                              no_args_is_help=True)
 app.add_typer(deliveries_app, name="deliveries")
@@ -383,6 +386,35 @@ def journeys_stats(
             for step in stats["steps"]:
                 table.add_row(step["step"], step["kind"], f"{step['reached']:,}", f"{step['waiting']:,}")
             console.print(table)
+
+
+@placements_app.command("apply")
+def placements_apply(
+    file: Annotated[Path, typer.Argument(help="YAML: placement name -> rules and variants.")],
+    prune: Annotated[bool, typer.Option("--prune", help="Also delete placements the file does not have.")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Make the store hold the file's placements (all checked first); servers serve them within a second."""
+    from persona.recommend.placements import read_placements_file
+
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        applied = engine.placement_store.apply(read_placements_file(file), prune=prune)
+    for what in ("created", "updated", "deleted"):
+        for name in applied[what]:
+            console.print(f"{what} placement:{name}")
+    console.print(", ".join(f"{len(names)} {what}" for what, names in applied.items()))
+
+
+@placements_app.command("list")
+def placements_list(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Every placement, with its variants and how many recommendations it carries."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        for name, placement in sorted(engine.placements.items()):
+            variants = ", ".join(v.id for v in placement.variants) or "no variants"
+            recs = f"{placement.recommendations} recommendations" if placement.recommendations else "no recommendations"
+            console.print(f"{name:30} {variants}; {recs}", markup=False)
 
 
 @deliveries_app.command("list")

@@ -49,6 +49,8 @@ from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
 from persona.profiles.sql import SQLStateStore
 from persona.profiles.worker import Worker
+from persona.recommend.placement_store import MIGRATIONS as PLACEMENT_MIGRATIONS
+from persona.recommend.placement_store import PlacementStore
 from persona.recommend.placements import Placement, read_placements_file
 from persona.recommend.store import MIGRATIONS as RECOMMEND_MIGRATIONS
 from persona.recommend.store import ModelStore, Recommender
@@ -67,7 +69,7 @@ log = logging.getLogger(__name__)
 
 # What is not derived from events lives in the log's store: the log, keys, definitions, the catalog.
 LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS, *CATALOG_MIGRATIONS,
-                        *SUPPRESSION_MIGRATIONS, *JOURNEY_DEFINITION_MIGRATIONS]
+                        *SUPPRESSION_MIGRATIONS, *JOURNEY_DEFINITION_MIGRATIONS, *PLACEMENT_MIGRATIONS]
 # Derived from the log: profiles and their identity graph, audiences; what scheduled jobs compute
 # over them (model traits), the persona runs they compare with, and trained recommendation models.
 STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS,
@@ -97,7 +99,7 @@ class Engine:
     catalog: CatalogStore  # configuration, with the log's store: survives a rebuild
     rec_models: ModelStore  # trained recommendation model sets (history: a rebuild keeps them)
     recommender: Recommender  # serves the newest of them, swapping in newer ones
-    placements: dict[str, Placement]  # business rules per placement, from the `placements` file
+    placement_store: PlacementStore  # business rules and variants per placement: the file and the API
     journeys: JourneyDefinitions
     journey_store: JourneyStore
     journey_stage: Callable[[], JourneyStage]
@@ -109,7 +111,7 @@ class Engine:
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
         """Open (and migrate) the store the config names; `application_name` labels PostgreSQL sessions."""
         # Read first: a placements file that does not parse stops the start before a store is opened.
-        placements = read_placements_file(config.placements) if config.placements else {}
+        placement_file = read_placements_file(config.placements) if config.placements else None
         destinations = read_destinations_file(config.destinations) if config.destinations else {}
         log_db, state_db = open_databases(config, application_name)
         event_log = SQLEventLog(log_db)
@@ -145,11 +147,19 @@ class Engine:
             segments=AudienceReader(audiences, definitions, state, config.identity),
             model_traits=model_traits, jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
             catalog=SQLCatalogStore(log_db), rec_models=rec_models, recommender=Recommender(rec_models),
-            placements=placements, journeys=journeys, journey_store=journey_store, journey_stage=journey_stage,
+            placement_store=PlacementStore(log_db), journeys=journeys, journey_store=journey_store,
+            journey_stage=journey_stage,
             destinations=destinations, outbox=Outbox(state_db), guards=guards,
         )
         engine.seed_keys()
+        if placement_file is not None:  # placements as code: what the file says, other placements kept
+            engine.placement_store.apply(placement_file)
         return engine
+
+    @property
+    def placements(self) -> dict[str, Placement]:
+        """The placements in force (from memory; another node's change shows within a second)."""
+        return self.placement_store.current()
 
     def seed_keys(self) -> None:
         """Create the keys named in the environment, so scripts can run unattended (and the system source)."""

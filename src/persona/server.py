@@ -122,11 +122,12 @@ class Server:
             from persona.recommend.placements import read_placements_file
 
             try:
-                self.engine.placements = read_placements_file(placements)  # one swap: requests see old or new
+                applied = self.engine.placement_store.apply(read_placements_file(placements))
             except PersonaError as exc:
                 log.error("placements from %s not applied: %s (at %s)", placements, exc.message, exc.field)
             else:
-                log.info("placements from %s: %s", placements, ", ".join(sorted(self.engine.placements)) or "none")
+                log.info("placements from %s: %s", placements,
+                         ", ".join(f"{len(names)} {what}" for what, names in applied.items() if what != "deleted"))
 
     def _apply(self, path: Path) -> None:
         from persona.segments.store import read_definitions_file

@@ -85,9 +85,8 @@ def test_a_placement_with_recommendations_carries_them_under_its_rules(engine: E
     from tests.recommend.test_session import trained
 
     models = trained(engine)
-    engine.placements = parse_placements({"home_reco": {"recommendations": 3, "max_per_category": 1,
-                                                        "in_stock_only": False,
-                                                        "variants": [{"id": "shelf", "content": "For you"}]}})
+    engine.placement_store.apply({"home_reco": {"recommendations": 3, "max_per_category": 1, "in_stock_only": False,
+                                                "variants": [{"id": "shelf", "content": "For you"}]}})
     user = models.histories.user_ids[0]
     with TestClient(create_app(engine)) as client:
         response = client.post("/v1/decide", json={"identifier": user, "placements": ["home_reco"]},
@@ -98,3 +97,35 @@ def test_a_placement_with_recommendations_carries_them_under_its_rules(engine: E
     categories = [engine.catalog.get_many([r["item_id"]])[r["item_id"]].top_category
                   for r in decision["recommendations"]]
     assert len(set(categories)) == 3 and all(r["reason"] for r in decision["recommendations"])
+
+
+def test_placements_are_defined_through_the_api_and_the_cli(decide_client: Any, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from persona.cli import app
+
+    engine, client = decide_client
+    assert set(client.get("/v1/placements").json()["data"]) == {"home_banner", "cart_page"}  # the file's
+    footer = {"variants": [{"id": "mobile", "context": [{"property": "device", "eq": "mobile"}], "content": "app"},
+                           {"id": "all", "content": "Hi {{ traits.name | default('there') }}"}]}
+    assert client.put("/v1/placements/footer", json=footer).status_code == 201
+    assert client.put("/v1/placements/footer", json=footer).status_code == 200
+    bad = client.put("/v1/placements/footer", json={"variants": [{"id": "x", "content": "{% if %}"}]})
+    assert bad.status_code == 400 and bad.json()["field"].startswith("footer.variants[0].content")
+    assert client.put("/v1/placements/bad name", json={}).status_code == 400
+    assert client.get("/v1/placements/footer").json() == footer  # the bad one did not replace it
+    decided = client.post("/v1/decide", json={"placements": ["footer"], "context": {"device": "tv"}}).json()
+    assert decided["decisions"][0]["variant"] == "all" and decided["decisions"][0]["content"] == "Hi there"
+    assert client.delete("/v1/placements/footer").status_code == 204
+    assert client.get("/v1/placements/footer").status_code == 404
+    assert client.post("/v1/decide", json={"placements": ["footer"]}).status_code == 404
+
+    file = tmp_path / "more.yaml"
+    file.write_text(yaml.safe_dump({"sidebar": {"recommendations": 4}}))
+    store = engine.config.store or f"sqlite:///{engine.config.data_dir}"
+    applied = CliRunner().invoke(app, ["placements", "apply", str(file), "--prune", "--store", store])
+    assert applied.exit_code == 0, applied.output
+    assert "created placement:sidebar" in applied.output and "deleted placement:cart_page" in applied.output
+    listed = CliRunner().invoke(app, ["placements", "list", "--store", store])
+    assert listed.exit_code == 0 and "sidebar" in listed.output and "4 recommendations" in listed.output
+    assert set(engine.placement_store.refresh()) == {"sidebar"}

@@ -6,7 +6,18 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from persona.api import admin, catalog, decide, ingest, journeys, messaging, profiles, recommendations, segments
+from persona.api import (
+    admin,
+    catalog,
+    decide,
+    ingest,
+    journeys,
+    messaging,
+    placements,
+    profiles,
+    recommendations,
+    segments,
+)
 from persona.api.responses import http_error, persona_error, validation_error
 from persona.engine import Engine
 from persona.errors import PersonaError
@@ -32,5 +43,6 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(journeys.router)
     app.include_router(decide.router)
     app.include_router(messaging.router)
+    app.include_router(placements.router)
     app.include_router(admin.router)
     return app

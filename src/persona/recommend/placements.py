@@ -115,15 +115,16 @@ def parse_placement(name: str, raw: Any, path: str) -> Placement:
     )
 
 
-def read_placements_file(file: Path) -> dict[str, Placement]:
-    """The YAML file the `placements` setting names: a mapping `placement name -> rules`."""
+def read_placements_file(file: Path) -> dict[str, Any]:
+    """The YAML file the `placements` setting names: `placement name -> rules`, checked, as written."""
     try:
         raw = yaml.safe_load(file.read_text())
     except OSError as exc:
         raise PlacementError(f"cannot read {file}: {exc.strerror}", field="placements") from None
     except yaml.YAMLError as exc:
         raise PlacementError(f"{file}: not valid YAML: {exc}", field="placements") from None
-    return parse_placements(raw)
+    parse_placements(raw)
+    return {str(name): {} if body is None else body for name, body in (raw or {}).items()}
 
 
 def _bool(body: dict[str, Any], key: str, default: bool, path: str) -> bool:
