@@ -73,6 +73,13 @@ def test_bad_requests_and_bad_placements_name_the_field(decide_client: Any) -> N
     assert missing.status_code == 404 and missing.json()["field"] == "placements[0]"
     assert client.post("/v1/decide", json={"placements": []}).json()["field"] == "placements"
     assert client.post("/v1/decide", json={"placements": ["home_banner"], "colour": 1}).status_code == 400
+    wrong = client.post("/v1/decide", json={"placements": "home_banner"})
+    assert wrong.status_code == 400 and wrong.json()["field"] == "placements" and "array" in wrong.json()["message"]
+    assert client.post("/v1/decide", json={"identifier": "user_id:a"}).json()["field"] == "body"  # no placements
+    broken = client.post("/v1/decide", content=b"{nope", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["code"] == "invalid_json"
+    assert client.post("/v1/decide", json={"placements": ["home_banner"]}, headers={"Authorization": ""}
+                       ).status_code == 401
     with pytest.raises(PlacementError) as err:
         parse_placements({"p": {"variants": [{"id": "x", "content": "{% if %}"}]}})
     assert err.value.field == "placements.p.variants[0].content"

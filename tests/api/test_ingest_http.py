@@ -572,4 +572,8 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     for path in ("/v1/profiles", "/v1/profiles/{identifier}", "/v1/profiles/{identifier}/events",
                  "/v1/profiles/{identifier}/merges", "/v1/quarantine", "/v1/status", "/healthz", "/readyz"):
         assert "get" in paths[path], path
+    decide = paths["/v1/decide"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert decide["required"] == ["placements"] and "context" in decide["properties"]
+    for path in ("/v1/journeys", "/v1/placements", "/v1/deliveries", "/v1/suppressions"):
+        assert "get" in paths[path], path
     assert client.get("/docs", auth=None).status_code == 200

@@ -89,6 +89,22 @@ def test_upserts_replace_page_and_delete(engine: Engine) -> None:
     assert engine.catalog.count() == 5
 
 
+def test_serving_reads_come_from_memory_for_a_few_seconds_and_local_changes_at_once(engine: Engine,
+                                                                                   config: Config) -> None:
+    engine.catalog.upsert([Item(id="a", price=10.0), Item(id="b", price=20.0)])
+    assert set(engine.catalog.get_many(["a", "b", "zz"], fresh_within=60)) == {"a", "b"}
+    with Engine.open(config) as other_node:  # a change elsewhere: served from memory until it is stale
+        other_node.catalog.upsert([Item(id="a", price=11.0)])
+    assert engine.catalog.get_many(["a"], fresh_within=60)["a"].price == 10.0
+    assert engine.catalog.get_many(["a"])["a"].price == 11.0  # a plain read is always current
+    assert engine.catalog.get_many(["a"], fresh_within=1e-9)["a"].price == 11.0
+    engine.catalog.upsert([Item(id="b", price=21.0), Item(id="zz")])  # a change here: at once
+    assert {i: item.price for i, item in engine.catalog.get_many(["b", "zz"], fresh_within=60).items()} == {
+        "b": 21.0, "zz": None}
+    engine.catalog.delete("b")
+    assert "b" not in engine.catalog.get_many(["b"], fresh_within=60)
+
+
 def test_paging_returns_every_item_once_whatever_the_ids(engine: Engine) -> None:
     """Cursor paging by id holds for ids that sort differently by byte and by language (case, accents,
     punctuation, digits): each item once. The order itself is the database's collation's."""

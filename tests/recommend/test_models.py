@@ -10,7 +10,16 @@ import numpy as np
 from persona.engine import Engine
 from persona.log.events import to_micros
 from persona.recommend.interactions import Interactions, interactions_from
-from persona.recommend.models import AlsoViewed, BoughtTogether, ItemIndex, Popularity, Trending, UserHistory, top_n
+from persona.recommend.models import (
+    AlsoViewed,
+    BoughtTogether,
+    ItemIndex,
+    Popularity,
+    Scored,
+    Trending,
+    UserHistory,
+    top_n,
+)
 from persona.recommend.modelset import ModelSet, train
 from tests.recommend.shop import end_of, fill_shop
 from tests.support.events import BASE, event
@@ -123,3 +132,12 @@ def test_top_n_orders_by_score_then_position_whether_or_not_it_partitions() -> N
         scores = rng.integers(0, 20, 1000).astype(float)  # many ties, at the cut too
         expected = np.lexsort((indices, -scores))[:n]
         assert top_n(indices, scores, n).tolist() == expected.tolist()
+
+
+def test_a_reason_is_worked_out_only_when_read_and_once() -> None:
+    calls: list[int] = []
+    scored = Scored("i1", 1.0, lambda: calls.append(1) or "because")
+    rescored = scored.rescored(2.0)
+    assert calls == [] and rescored.score == 2.0
+    assert rescored.reason == "because" and rescored.reason == "because" and calls == [1]
+    assert scored == Scored("i1", 1.0, "because") and scored != rescored

@@ -22,7 +22,9 @@ from typing import Any
 
 from persona.activation.known import UNKNOWN, Known, known
 from persona.activation.templates import TemplateError, check, context_for
+from persona.catalog.store import SERVING_FRESHNESS
 from persona.errors import NotFound, RequestError
+from persona.log.events import Event
 from persona.segments.definitions import (
     Condition,
     DefinitionError,
@@ -101,21 +103,32 @@ def choose(variants: Sequence[Variant], who: Known, context: Mapping[str, Any], 
     return None, "no variant applies"
 
 
-def render_content(content: Any, who: Known, request_context: Mapping[str, Any], name: str) -> Any:
-    """The variant's content with every string rendered."""
-    base = context_for(who.profile if who.profile is not None else {}, who.facts.computed, who.facts.segments,
-                       who.scores) | {"context": dict(request_context)}
-    return _render(content, base, name)
+class ContentRenderer:
+    """What one request's contents render with, made once and only if a string is a template."""
 
+    def __init__(self, who: Known, request_context: Mapping[str, Any]) -> None:
+        self.who, self.request_context = who, request_context
+        self._context: dict[str, Any] | None = None
 
-def _render(content: Any, context: Mapping[str, Any], path: str) -> Any:
-    if isinstance(content, str):
-        return check(path, content).render(context)
-    if isinstance(content, dict):
-        return {key: _render(value, context, f"{path}.{key}") for key, value in content.items()}
-    if isinstance(content, list):
-        return [_render(value, context, f"{path}[{i}]") for i, value in enumerate(content)]
-    return content
+    def context(self) -> dict[str, Any]:
+        if self._context is None:
+            who = self.who
+            self._context = context_for(who.profile if who.profile is not None else {}, who.facts.computed,
+                                        who.facts.segments, who.scores) | {"context": dict(self.request_context)}
+        return self._context
+
+    def render(self, content: Any, path: str) -> Any:
+        """The content with every string rendered; a string that is no template (no braces, no final
+        newline for Jinja to drop) is itself."""
+        if isinstance(content, str):
+            if "{" not in content and not content.endswith("\n"):
+                return content
+            return check(path, content).render(self.context())
+        if isinstance(content, dict):
+            return {key: self.render(value, f"{path}.{key}") for key, value in content.items()}
+        if isinstance(content, list):
+            return [self.render(value, f"{path}[{i}]") for i, value in enumerate(content)]
+        return content
 
 
 def _describe(variant: Variant) -> str:
@@ -138,53 +151,57 @@ class Decider:
     """`POST /v1/decide`: the stores it reads are given by name, so it needs no engine."""
 
     def __init__(self, *, find: Any, state: Any, audiences: Any, model_traits: Any, recommender: Any,
-                 catalog: Any, log: Any, placements: Any) -> None:
+                 catalog: Any, placements: Any) -> None:
         self.find, self.state, self.audiences = find, state, audiences
-        self.model_traits, self.recommender, self.catalog, self.log = model_traits, recommender, catalog, log
+        self.model_traits, self.recommender, self.catalog = model_traits, recommender, catalog
         self.placements = placements  # () -> the placements in force (they reload on SIGHUP)
 
     def decide(self, identifier: str | None, names: Sequence[str], context: Mapping[str, Any], now: int,
-               log_exposure: bool = True) -> dict[str, Any]:
+               log_exposure: bool = True) -> tuple[dict[str, Any], list[Event]]:
+        """The answer, and the `Content Shown` events to append for it (the caller appends them, so
+        an async server can wait for their commit without holding a thread)."""
         from persona.recommend.placements import apply_rules, candidates_for
 
         placements = self.placements()
         check_request(names, placements)
         who = self._profiled(identifier)
+        rendering = ContentRenderer(who, context)
         decisions = []
         for name in names:
             placement = placements[name]
             variant, reason = choose(placement.variants, who, context, now)
             decision: dict[str, Any] = {"placement": name, "variant": variant.id if variant else None,
                                         "reason": reason,
-                                        "content": render_content(variant.content, who, context, name)
-                                        if variant else None}
+                                        "content": rendering.render(variant.content, name) if variant else None}
             if placement.recommendations:
                 models = self.recommender.current()
                 root = who.profile.id if who.profile is not None else None
                 found = models.for_user(root, candidates_for(placement.recommendations))
-                items = self.catalog.get_many(s.item_id for s in found)
+                items = self.catalog.get_many((s.item_id for s in found), fresh_within=SERVING_FRESHNESS)
                 picked = apply_rules(placement, found, items, models.purchases(root), now, placement.recommendations)
                 decision["recommendations"] = [
                     {"item_id": s.item_id, "score": round(s.score, 6), "reason": s.reason,
                      "name": items[s.item_id].name if s.item_id in items else None} for s in picked]
             decisions.append(decision)
-        if log_exposure and identifier is not None and who.profile is not None:
-            self._expose(identifier, who, decisions, now)
-        return {"profile_id": who.profile.id if who.profile is not None else None, "decisions": decisions}
+        exposures = self._exposures(identifier, who, decisions, now) \
+            if log_exposure and identifier is not None and who.profile is not None else []
+        return {"profile_id": who.profile.id if who.profile is not None else None, "decisions": decisions}, exposures
 
     def _profiled(self, identifier: str | None) -> Known:
         if identifier is None:
             return UNKNOWN
         try:
-            root = self.find(identifier).id
+            profile = self.find(identifier)
         except NotFound:
             return UNKNOWN
-        return known(root, self.state, self.audiences, self.model_traits)
+        return known(profile.id, self.state, self.audiences, self.model_traits, profile)
 
-    def _expose(self, identifier: str, who: Known, decisions: list[dict[str, Any]], now: int) -> None:
+    def _exposures(self, identifier: str, who: Known, decisions: list[dict[str, Any]], now: int) -> list[Event]:
         """One `Content Shown` event per decision made, addressed like the request."""
-        from persona.log.events import Event, iso
+        from persona.log.events import iso
         from persona.segments.stage import SYSTEM_SOURCE
+
+        assert who.profile is not None
 
         kind, _, value = identifier.partition(":")
         events = []
@@ -202,5 +219,4 @@ class Decider:
             events.append(Event(source_id=SYSTEM_SOURCE, message_id=message_id, type="track", name=EXPOSURE,
                                 user_id=body.get("userId"), anonymous_id=body.get("anonymousId"), timestamp=now,
                                 received_at=now, body=body))
-        if events:
-            self.log.append(events)
+        return events

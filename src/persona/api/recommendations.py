@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from persona.api.auth import require_secret
 from persona.api.responses import json_response
+from persona.catalog.store import SERVING_FRESHNESS
 from persona.engine import Engine
 from persona.errors import NotFound, RequestError
 from persona.log.events import now_micros
@@ -90,12 +91,12 @@ def _apply(engine: Engine, rules: Placement | None, found: list[Scored], purchas
            now: int, k: int) -> list[Scored]:
     if rules is None:
         return found
-    items = engine.catalog.get_many(s.item_id for s in found)
+    items = engine.catalog.get_many((s.item_id for s in found), fresh_within=SERVING_FRESHNESS)
     return apply_rules(rules, found, items, purchased_at, now, k)
 
 
 def _answer(engine: Engine, models: ModelSet, found: list[Scored], **extra: Any) -> Response:
-    items = engine.catalog.get_many(s.item_id for s in found)
+    items = engine.catalog.get_many((s.item_id for s in found), fresh_within=SERVING_FRESHNESS)
     data = []
     for s in found:
         item = items.get(s.item_id)

@@ -73,15 +73,20 @@ class CatalogStore(Protocol):
         ...
 
     def get(self, item_id: str) -> Item: ...                 # NotFound if absent
-    def get_many(self, ids: Iterable[str]) -> dict[str, Item]: ...  # the ones that exist
+    def get_many(self, ids: Iterable[str], fresh_within: float = 0.0) -> dict[str, Item]: ...  # those that exist
     def page(self, limit: int, cursor: str | None = None) -> ItemPage: ...  # by id
     def count(self) -> int: ...
     def delete(self, item_id: str) -> None: ...              # NotFound if absent
 
 
+SERVING_CACHE = 100_000  # items kept in memory for serving (`get_many(fresh_within=…)`)
+SERVING_FRESHNESS = 5.0  # seconds a served item may be old: stock and price changes show within this
+
+
 class SQLCatalogStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._cached: dict[str, tuple[float, Item | None]] = {}  # id -> (read at, monotonic; the item or None)
 
     def upsert(self, items: Sequence[Item]) -> Upserted:
         now = time.time()
@@ -96,6 +101,7 @@ class SQLCatalogStore:
 
         if rows:
             self.db.write(write)
+            self._forget(latest)
         return Upserted(created=len(latest) - len(existing), updated=len(existing))
 
     def get(self, item_id: str) -> Item:
@@ -104,14 +110,37 @@ class SQLCatalogStore:
             raise NotFound(f"no catalog item {item_id!r}", field="id")
         return found
 
-    def get_many(self, ids: Iterable[str]) -> dict[str, Item]:
+    def get_many(self, ids: Iterable[str], fresh_within: float = 0.0) -> dict[str, Item]:
+        """The items that exist. With `fresh_within` (seconds), what was read that recently comes
+        from memory (serving: a list's candidates would cost a query and a decode each per
+        request); a change made through this store shows at once, one made elsewhere within that."""
+        wanted = list(dict.fromkeys(ids))
         found: dict[str, Item] = {}
-        for part in chunks(list(dict.fromkeys(ids)), chunk_size(self.db.dialect)):
+        if fresh_within > 0:
+            oldest, missing = time.monotonic() - fresh_within, []
+            for item_id in wanted:
+                hit = self._cached.get(item_id)
+                if hit is not None and hit[0] >= oldest:
+                    if hit[1] is not None:
+                        found[item_id] = hit[1]
+                else:
+                    missing.append(item_id)
+            wanted = missing
+        for part in chunks(wanted, chunk_size(self.db.dialect)):
             condition, params = where_in(self.db.dialect, "id", part)
             for (body,) in self.db.query(f"SELECT body FROM catalog_items WHERE {condition}", params):
                 item = _decode_item(bytes(body))
                 found[item.id] = item
+        if fresh_within > 0 and wanted:
+            if len(self._cached) > SERVING_CACHE:
+                self._cached.clear()
+            now = time.monotonic()
+            self._cached.update((item_id, (now, found.get(item_id))) for item_id in wanted)
         return found
+
+    def _forget(self, ids: Iterable[str]) -> None:
+        for item_id in ids:
+            self._cached.pop(item_id, None)
 
     def page(self, limit: int, cursor: str | None = None) -> ItemPage:
         rows = self.db.query("SELECT body FROM catalog_items WHERE id > ? ORDER BY id LIMIT ?",
@@ -126,6 +155,7 @@ class SQLCatalogStore:
     def delete(self, item_id: str) -> None:
         self.get(item_id)  # 404 if absent; the write itself may run twice (see storage/sql.py)
         self.db.write(lambda conn: conn.execute("DELETE FROM catalog_items WHERE id = ?", (item_id,)))
+        self._forget([item_id])
 
     def _existing(self, ids: list[str]) -> set[str]:
         existing: set[str] = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def rank(found: Candidates, weights: np.ndarray, k: int) -> list[Scored]:
     order = np.argsort(-blended, kind="stable")[:k]
     proposed = np.where(found.places >= 0, contributions, -np.inf)  # a model that weighs 0 may still explain
     return [Scored(found.items.ids[int(found.indices[i])], float(blended[i]),
-                   found.reason(i, int(np.argmax(proposed[i])))) for i in order.tolist()]
+                   partial(found.reason, i, int(np.argmax(proposed[i])))) for i in order.tolist()]
 
 
 def grid(steps: int, models: int) -> np.ndarray:

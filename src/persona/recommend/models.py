@@ -36,11 +36,34 @@ NEXT_WITHIN_DAYS = 1.0  # a step further apart than this is not "next"
 NEXT_LAGS = 3           # an item counts as next after each of the user's 3 items before it, less each step back
 
 
-@dataclass(frozen=True)
 class Scored:
-    item_id: str
-    score: float
-    reason: str
+    """An item with its score and why. The reason may be given as a function, worked out only when
+    read: a list is ranked from many more candidates than are served, and saying why a factor
+    model picked an item costs a dot product per recent item."""
+
+    __slots__ = ("_reason", "item_id", "score")
+
+    def __init__(self, item_id: str, score: float, reason: str | Callable[[], str]) -> None:
+        self.item_id, self.score, self._reason = item_id, score, reason
+
+    @property
+    def reason(self) -> str:
+        if not isinstance(self._reason, str):
+            self._reason = self._reason()
+        return self._reason
+
+    def rescored(self, score: float) -> Scored:
+        return Scored(self.item_id, score, self._reason)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Scored) and (self.item_id, self.score, self.reason) == (
+            other.item_id, other.score, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.item_id, self.score))
+
+    def __repr__(self) -> str:
+        return f"Scored({self.item_id!r}, {self.score!r}, {self.reason!r})"
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ def apply_rules(placement: Placement, scored: list[Scored], items: Mapping[str, 
         for rule in placement.reweights:
             if rule.matches(s.item_id, item):
                 factor *= rule.factor
-        kept.append(Scored(s.item_id, s.score * factor, s.reason) if factor != 1.0 else s)
+        kept.append(s.rescored(s.score * factor) if factor != 1.0 else s)
     if placement.reweights:
         kept.sort(key=lambda s: -s.score)  # stable: ties keep the models' order
     if placement.max_per_category is None:

@@ -80,7 +80,8 @@ def rerank(models: ModelSet, trained: list[Scored], session: Session, k: int) ->
     top = max((s.score for s in trained), default=0.0) or 1.0
     trained_scores = {s.item_id: s.score / top for s in trained}
     scores = dict(trained_scores)
-    reasons = {s.item_id: s.reason for s in trained}
+    listed = {s.item_id: s for s in trained}
+    reasons: dict[str, str] = {}  # the session's reason, where it did more than training
     strongest: dict[str, tuple[float, str]] = {}  # the largest single session boost an item got, and why
     sources = [(item, CART_WEIGHT, models.bought_with, "goes with {} in your cart") for item in session.cart]
     sources += [(item, 1.0, models.similar, "because you just viewed {}") for item in session.viewed]
@@ -97,12 +98,12 @@ def rerank(models: ModelSet, trained: list[Scored], session: Session, k: int) ->
             scores[n.item_id] = scores.get(n.item_id, 0.0) + boost
             if boost > strongest.get(n.item_id, (0.0, ""))[0]:
                 strongest[n.item_id] = (boost, reason.format(models.items.label(models.items.position[item])))
-    for item_id, (boost, why) in strongest.items():  # the session's reason when it did more than training
-        if boost >= trained_scores.get(item_id, 0.0):
+    for item_id, (boost, why) in strongest.items():
+        if boost >= trained_scores.get(item_id, 0.0) or item_id not in listed:
             reasons[item_id] = why
     gone = set(session.cart) | session.bought
     ranked = sorted((i for i in scores if i not in gone), key=lambda i: (-scores[i], i))
-    return [Scored(i, scores[i], reasons[i]) for i in ranked[:k]]
+    return [Scored(i, scores[i], reasons[i]) if i in reasons else listed[i].rescored(scores[i]) for i in ranked[:k]]
 
 
 def _item_id(product: object) -> str | None:
