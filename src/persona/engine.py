@@ -34,7 +34,7 @@ from persona.activation.webhooks import Destination, read_destinations_file
 from persona.catalog.store import MIGRATIONS as CATALOG_MIGRATIONS
 from persona.catalog.store import CatalogStore, SQLCatalogStore
 from persona.config import Config
-from persona.errors import StoreError
+from persona.errors import ModelNotTrained, StoreError
 from persona.ingest.service import IngestService
 from persona.jobs.builtin import EngineJob, in_child, personas_job, recs_job, recs_wait, rfm_job
 from persona.jobs.scheduler import Job, Scheduler
@@ -129,9 +129,12 @@ class Engine:
         model_traits = ModelTraitStore(state_db)
         guards = Guards(SuppressionList(log_db), SendLog(state_db), config.guards)
 
+        catalog, recommender = SQLCatalogStore(log_db), Recommender(rec_models)
+
         def journey_stage() -> JourneyStage:
             actions = LoggedActions(state, config.identity, guards, audiences=audiences, model_traits=model_traits,
-                                    mail=config.smtp_host is not None)
+                                    mail=config.smtp_host is not None,
+                                    recommend=lambda profile_id, k: recommend_for(recommender, catalog, profile_id, k))
             return JourneyStage(event_log, state, journey_store, journeys, actions,
                                 audiences=audiences, model_traits=model_traits, batch_size=config.batch_size,
                                 lateness=config.journey_lateness)
@@ -146,7 +149,7 @@ class Engine:
             definitions=definitions, audiences=audiences, audience_stage=audience_stage,
             segments=AudienceReader(audiences, definitions, state, config.identity),
             model_traits=model_traits, jobs=JobStore(state_db), persona_runs=PersonaRunStore(state_db),
-            catalog=SQLCatalogStore(log_db), rec_models=rec_models, recommender=Recommender(rec_models),
+            catalog=catalog, rec_models=rec_models, recommender=recommender,
             placement_store=PlacementStore(log_db), journeys=journeys, journey_store=journey_store,
             journey_stage=journey_stage,
             destinations=destinations, outbox=Outbox(state_db), guards=guards,
@@ -249,3 +252,17 @@ def open_databases(config: Config, application_name: str = "persona") -> tuple[D
         log_db.close()
         raise
     return log_db, state_db
+
+
+
+def recommend_for(recommender: Recommender, catalog: SQLCatalogStore, profile_id: str, k: int) -> list[dict]:
+    """A journey message's recommendations: the profile's list under the default placement rules
+    (in stock, not bought before); none while no model set is trained."""
+    from persona.log.events import now_micros
+    from persona.recommend.placements import Placement, placed_for_user
+
+    try:
+        models = recommender.current()
+    except ModelNotTrained:
+        return []
+    return placed_for_user(models, catalog, Placement("journeys"), profile_id, k, now_micros())

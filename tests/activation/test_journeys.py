@@ -420,3 +420,39 @@ def test_instances_follow_a_visitor_who_logs_in_to_a_known_profile(engine: Engin
     assert [m["target"] for m in sent(engine)["dan"]] == ["crm"]  # the old cart's reminder only
     assert engine.journey_store.counts("cart_abandoned")["entered"] == 2  # c2: entered once already
     assert processing_of(engine)["journeys"]["pending_timers"] == 0
+
+
+def test_a_webhook_payload_is_rendered_with_the_profile_and_its_recommendations(config: Any,
+                                                                               tmp_path: Any) -> None:
+    from persona.engine import recommend_for
+    from tests.recommend.test_session import trained
+
+    receiver = Receiver(secret=new_secret()).start()
+    try:
+        destinations = tmp_path / "destinations.yaml"
+        destinations.write_text(yaml.safe_dump({"crm": {"url": receiver.url, "secret": receiver.secret}}))
+        with Engine.open(replace(config, destinations=destinations)) as engine:
+            payload = {"greeting": "Hi {{ profile.identifiers.user_id[0] }}", "plain": "a {single} brace",
+                       "picks": "{% for r in recommendations %}{{ r.item_id }},{% endfor %}"}
+            with pytest.raises(DefinitionError) as err:
+                engine.journeys.save({"id": "bad", "entry": {"event": "Came Back"},
+                                      "steps": [{"send": {"webhook": "crm", "payload": {"x": ["{{ oops"]}}}]})
+            assert err.value.field == "steps[0].send.payload.x[0]"
+            engine.journeys.save({"id": "welcome_back", "entry": {"event": "Came Back"},
+                                  "steps": [{"send": {"webhook": "crm", "payload": payload}}]})
+            models = trained(engine)  # after the save: the stage reads the journeys when it first runs
+            root = next(u for u in models.histories.user_ids
+                        if engine.state.combined([u])[u].identifiers.get("user_id"))
+            user = engine.state.combined([root])[root].identifiers["user_id"][0]
+            in_time_order([track(user, "Came Back", datetime.now(UTC))], engine)
+            engine.processor.run_until_caught_up()
+            expected = [r["item_id"] for r in recommend_for(engine.recommender, engine.catalog, root, 6)]
+            deliverer = engine.deliverer()
+            assert deliverer is not None
+            deliverer.run_once()
+        [(_, body)] = receiver.received
+        data = json.loads(body)["data"]
+        assert data["greeting"] == f"Hi {user}" and data["plain"] == "a {single} brace"
+        assert expected and data["picks"] == "".join(f"{item_id}," for item_id in expected)
+    finally:
+        receiver.stop()

@@ -6,10 +6,15 @@ attributed), with the step's idempotency key as message id: a step redone after 
 nothing twice. Deliveries go through the outbox, added in the same transaction as the journey
 state that led to them: a webhook step's JSON body, and an email step's rendered message once
 the guards (suppression, frequency caps, quiet hours) let it go, now or later.
+
+Templates (an email's subject and bodies, the strings of a webhook's `payload`) render with the
+profile, its computed traits, segments and scores, the event that led there, and, when a model
+set is trained and a template names them, the profile's `recommendations`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +24,7 @@ from persona.activation.known import known
 from persona.activation.outbox import NewDelivery, enqueue
 from persona.activation.stage import Step
 from persona.activation.store import JourneyChanges
-from persona.activation.templates import TemplateError, context_for, render
+from persona.activation.templates import TemplateError, context_for, json_templates, render, render_json
 from persona.identity.rules import IdentityRules
 from persona.jobs.store import ModelTraitStore
 from persona.log.events import Event, iso
@@ -30,6 +35,9 @@ from persona.segments.stage import SYSTEM_SOURCE, address
 from persona.storage.sql import Connection
 
 MESSAGE_SENT = "Message Sent"
+RECOMMENDATIONS = 6  # what a template's `recommendations` holds, at most
+
+Recommend = Callable[[str, int], Sequence[Any]]  # (profile id, k) -> Scored-like items; [] when none
 
 
 class LoggedActions:
@@ -38,12 +46,13 @@ class LoggedActions:
 
     def __init__(self, state: SQLStateStore, rules: IdentityRules, guards: Guards | None = None, *,
                  audiences: AudienceStore | None = None, model_traits: ModelTraitStore | None = None,
-                 mail: bool = False) -> None:
+                 mail: bool = False, recommend: Recommend | None = None) -> None:
         self.state = state
         self.rules = rules
         self.guards = guards
         self.audiences, self.model_traits = audiences, model_traits  # what templates see besides the profile
         self.mail = mail  # an SMTP server is configured
+        self.recommend = recommend
 
     def perform(self, step: Step, changes: JourneyChanges) -> None:
         instance = step.instance
@@ -59,8 +68,14 @@ class LoggedActions:
         if profile is not None:
             address(body, profile.identifiers, self.rules)
         if step.send.channel == "webhook":
-            delivery = NewDelivery.json(step.send.target, step.idempotency_key, webhook_body(step, profile))
-            changes.also.append(lambda conn: enqueue(conn, [delivery]))
+            try:
+                data = render_json(step.send.options.get("payload", {}), lambda: self._context(step, profile),
+                                   f"{step.journey.labels[step.node]}.payload")
+            except TemplateError as exc:
+                body["properties"] |= {"status": "failed", "reason": exc.message}
+            else:
+                delivery = NewDelivery.json(step.send.target, step.idempotency_key, webhook_body(step, profile, data))
+                changes.also.append(lambda conn: enqueue(conn, [delivery]))
         elif step.send.channel == "email":
             body["properties"] |= self._email(step, profile, changes)
         changes.events.append(Event(source_id=SYSTEM_SOURCE, message_id=step.idempotency_key, type="track",
@@ -75,10 +90,7 @@ class LoggedActions:
         channel = options["channel"]
         if not self.mail:
             return {"status": "refused", "reason": "no SMTP server configured (smtp_host)"}
-        who = known(instance.profile_id, self.state, self.audiences, self.model_traits, profile)
-        event = step.event.body if step.event is not None else {"properties": instance.entry, "event": None}
-        context = context_for(profile if profile is not None else {"id": instance.profile_id}, who.facts.computed,
-                              who.facts.segments, who.scores, event)
+        context = self._context(step, profile)
         try:
             rendered = {key: render(f"{step.journey.labels[step.node]}.email.{key}", options[key], context,
                                     html=key == "html") for key in ("subject", "text", "html", "to") if key in options}
@@ -116,9 +128,21 @@ class LoggedActions:
         return out
 
 
-def webhook_body(step: Step, profile: Profile | None) -> dict[str, Any]:
+    def _context(self, step: Step, profile: Profile | None) -> dict[str, Any]:
+        """What the step's templates render with; recommendations only if one of them names them."""
+        instance = step.instance
+        who = known(instance.profile_id, self.state, self.audiences, self.model_traits, profile)
+        event = step.event.body if step.event is not None else {"properties": instance.entry, "event": None}
+        sources = [source for _, source in json_templates(step.send.options, "")]
+        recommended = self.recommend(instance.profile_id, RECOMMENDATIONS) \
+            if self.recommend is not None and any("recommendations" in source for source in sources) else ()
+        return context_for(profile if profile is not None else {"id": instance.profile_id}, who.facts.computed,
+                           who.facts.segments, who.scores, event, recommended)
+
+
+def webhook_body(step: Step, profile: Profile | None, data: Any) -> dict[str, Any]:
     """What a webhook step POSTs: the journey and step, the profile, the entry event's properties
-    (the cart), the event that led here (null after a wait), and the step's own `payload` as written."""
+    (the cart), the event that led here (null after a wait), and the step's `payload`, rendered."""
     instance, event = step.instance, step.event
     return {
         "type": "journey.step", "id": step.idempotency_key, "at": iso(step.at),
@@ -129,7 +153,7 @@ def webhook_body(step: Step, profile: Profile | None) -> dict[str, Any]:
         "entry": {"timestamp": iso(instance.entered_at), "properties": instance.entry},
         "event": None if event is None else {"name": event.name or event.type, "timestamp": iso(event.timestamp),
                                              "properties": event.body.get("properties") or {}},
-        "data": step.send.options.get("payload", {}),
+        "data": data,
     }
 
 

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from persona.activation.known import UNKNOWN, Known, known
-from persona.activation.templates import TemplateError, check, context_for
-from persona.catalog.store import SERVING_FRESHNESS
+from persona.activation.templates import TemplateError, check_json, context_for, render_json
 from persona.errors import NotFound, RequestError
 from persona.log.events import Event
 from persona.segments.definitions import (
@@ -70,24 +69,13 @@ def parse_variants(raw: Any, path: str) -> tuple[Variant, ...]:
                                   "segment for history", field=f"{here}.when")
         if "content" not in item:
             raise DefinitionError("a variant needs content", field=f"{here}.content")
-        _check_templates(item["content"], f"{here}.content")
+        try:
+            check_json(item["content"], f"{here}.content")
+        except TemplateError as exc:
+            raise DefinitionError(exc.message, field=exc.template) from None
         variants.append(Variant(variant_id, when, parse_property_filters(item.get("context", []),
                                                                          f"{here}.context"), item["content"]))
     return tuple(variants)
-
-
-def _check_templates(content: Any, path: str) -> None:
-    if isinstance(content, str):
-        try:
-            check(path, content)
-        except TemplateError as exc:
-            raise DefinitionError(exc.message, field=path) from None
-    elif isinstance(content, dict):
-        for key, value in content.items():
-            _check_templates(value, f"{path}.{key}")
-    elif isinstance(content, list):
-        for i, value in enumerate(content):
-            _check_templates(value, f"{path}[{i}]")
 
 
 def choose(variants: Sequence[Variant], who: Known, context: Mapping[str, Any], now: int
@@ -118,17 +106,7 @@ class ContentRenderer:
         return self._context
 
     def render(self, content: Any, path: str) -> Any:
-        """The content with every string rendered; a string that is no template (no braces, no final
-        newline for Jinja to drop) is itself."""
-        if isinstance(content, str):
-            if "{" not in content and not content.endswith("\n"):
-                return content
-            return check(path, content).render(self.context())
-        if isinstance(content, dict):
-            return {key: self.render(value, f"{path}.{key}") for key, value in content.items()}
-        if isinstance(content, list):
-            return [self.render(value, f"{path}[{i}]") for i, value in enumerate(content)]
-        return content
+        return render_json(content, self.context, path)
 
 
 def _describe(variant: Variant) -> str:
@@ -160,7 +138,7 @@ class Decider:
                log_exposure: bool = True) -> tuple[dict[str, Any], list[Event]]:
         """The answer, and the `Content Shown` events to append for it (the caller appends them, so
         an async server can wait for their commit without holding a thread)."""
-        from persona.recommend.placements import apply_rules, candidates_for
+        from persona.recommend.placements import placed_for_user
 
         placements = self.placements()
         check_request(names, placements)
@@ -174,14 +152,9 @@ class Decider:
                                         "reason": reason,
                                         "content": rendering.render(variant.content, name) if variant else None}
             if placement.recommendations:
-                models = self.recommender.current()
-                root = who.profile.id if who.profile is not None else None
-                found = models.for_user(root, candidates_for(placement.recommendations))
-                items = self.catalog.get_many((s.item_id for s in found), fresh_within=SERVING_FRESHNESS)
-                picked = apply_rules(placement, found, items, models.purchases(root), now, placement.recommendations)
-                decision["recommendations"] = [
-                    {"item_id": s.item_id, "score": round(s.score, 6), "reason": s.reason,
-                     "name": items[s.item_id].name if s.item_id in items else None} for s in picked]
+                decision["recommendations"] = placed_for_user(
+                    self.recommender.current(), self.catalog, placement,
+                    who.profile.id if who.profile is not None else None, placement.recommendations, now)
             decisions.append(decision)
         exposures = self._exposures(identifier, who, decisions, now) \
             if log_exposure and identifier is not None and who.profile is not None else []

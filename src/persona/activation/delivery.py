@@ -21,6 +21,14 @@ asks if that is longer (up to `backoff_max`). After `max_attempts` attempts the 
 dead. Delivery is at-least-once: a deliverer that dies after the receiver answered but
 before recording it leaves the claim to expire, and the delivery is sent again with the
 same `webhook-id`.
+
+**A receiver that is down is one problem, not one per delivery.** After `DOWN_AFTER` retryable
+failures in a row a destination is paused (a circuit breaker): nothing is claimed for it, so
+waiting deliveries spend no attempts and an outage of any length dead-letters nothing. At the
+end of the pause one delivery goes as a probe; if it fails, the pause starts again, doubling
+from `PROBE_AFTER` up to `PROBE_EVERY_MAX`. Any answer that is not a retryable failure means
+the receiver is back: the deliveries waiting on a retry are brought forward and the backlog
+drains at once, at `max_concurrency`, instead of each waiting out its own backoff.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ log = logging.getLogger(__name__)
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 EMAIL = "email"  # the destination of email steps: sent through SMTP, with the same retries
 POLL_INTERVAL = 1.0  # seconds between looks at the outbox when nothing was due
+DOWN_AFTER = 5          # retryable failures in a row that pause a destination
+PROBE_AFTER = 1.0       # seconds of the first pause; each failed probe doubles it...
+PROBE_EVERY_MAX = 60.0  # ...up to this
 RETRY = "retry"
 USER_AGENT = "persona-webhooks"
 
@@ -55,6 +66,19 @@ def outcome(status_code: int) -> str:
     if status_code >= 500 or status_code in RETRYABLE_4XX:
         return RETRY
     return DEAD
+
+
+@dataclass
+class Health:
+    """A destination as this deliverer sees it."""
+
+    failures: int = 0       # retryable failures in a row
+    pauses: int = 0         # pauses in a row: > 0 while the destination is down
+    paused_until: int = 0   # µs: no claim before, then one probe at a time
+
+    @property
+    def down(self) -> bool:
+        return self.pauses > 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,7 @@ class Deliverer:
         self._pools = {name: ThreadPoolExecutor(d.max_concurrency, thread_name_prefix=f"webhook:{name}")
                        for name, d in self.destinations.items()}
         self._in_flight = dict.fromkeys(self.destinations, 0)
+        self.health = {name: Health() for name in self.destinations}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -157,6 +182,9 @@ class Deliverer:
         for name, destination in self.destinations.items():
             with self._lock:
                 free = destination.max_concurrency - self._in_flight[name]
+                health = self.health[name]
+                if health.down:  # paused, then one probe at a time
+                    free = 0 if health.paused_until > self.clock() else min(free, 1 - self._in_flight[name])
             if free <= 0 or self._stopping.is_set():
                 continue
             try:
@@ -217,6 +245,7 @@ class Deliverer:
 
     def _record(self, destination: Destination, delivery: Delivery, attempt: Attempt) -> None:
         name, n = destination.name, delivery.attempts
+        self._observe(destination, attempt)
         if attempt.result == DELIVERED:
             self.outbox.mark_delivered(delivery.id, attempt.status_code, self.clock())
             log.info("delivery #%d (%s) to %s: delivered, HTTP %s, attempt %d", delivery.id, delivery.key, name,
@@ -235,6 +264,34 @@ class Deliverer:
                                    retry_at=self.clock() + int(wait * 1_000_000)):
             log.warning("delivery #%d (%s) to %s: %s; attempt %d of %d, retry in %.1f s", delivery.id, delivery.key,
                         name, error, n, destination.max_attempts, wait)
+
+
+    def _observe(self, destination: Destination, attempt: Attempt) -> None:
+        """Keep the destination's health: pause it after `DOWN_AFTER` retryable failures in a row (or a
+        failed probe); on any other answer, bring its waiting retries forward if it was failing."""
+        name = destination.name
+        with self._lock:
+            health = self.health[name]
+            if attempt.result == RETRY:
+                health.failures += 1
+                if (health.failures < DOWN_AFTER and not health.down) or health.paused_until > self.clock():
+                    return  # not down yet, or a request sent before the pause began
+                health.pauses += 1
+                pause = min(PROBE_EVERY_MAX, PROBE_AFTER * 2 ** (health.pauses - 1))
+                health.paused_until = self.clock() + int(pause * 1_000_000)
+                first = health.pauses == 1
+            else:
+                was = health.failures
+                self.health[name] = Health()
+                if not was:
+                    return
+        if attempt.result != RETRY:
+            hastened = self.outbox.hasten(name, self.clock())
+            log.warning("%s answers again: %d deliveries waiting on a retry are due now", name, hastened)
+        elif first:
+            log.error("%s is down (%d failures in a row: %s): deliveries paused, a probe every %.0f s at most",
+                      name, health.failures, attempt.error, PROBE_EVERY_MAX)
+        self._wake.set()
 
 
 def _retry_after(value: str | None) -> float | None:

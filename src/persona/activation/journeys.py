@@ -270,6 +270,13 @@ def _send(raw: Any, path: str, after: int) -> Send:
                               field=_at(path, channel))
     if "payload" in body and not isinstance(body["payload"], dict):
         raise DefinitionError("payload is an object", field=_at(path, "payload"))
+    if "payload" in body:  # its strings are templates, like a decision's content
+        from persona.activation.templates import TemplateError, check_json
+
+        try:
+            check_json(body["payload"], _at(path, "payload"))
+        except TemplateError as exc:
+            raise DefinitionError(exc.message, field=exc.template) from None
     return Send(channel, target, {k: v for k, v in body.items() if k != channel}, after)
 
 

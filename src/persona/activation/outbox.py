@@ -237,6 +237,13 @@ class Outbox:
 
         return int(self.db.write(write))
 
+    def hasten(self, destination: str, now: int | None = None) -> int:
+        """Make the destination's deliveries waiting on a retry due now (its receiver is back)."""
+        at = now_micros() if now is None else now
+        return int(self.db.write(lambda conn: conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE destination = ? AND status = 'pending'"
+            " AND attempts > 0 AND next_attempt_at > ?", (at, destination, at)).rowcount))
+
     def counts(self) -> dict[str, dict[str, int]]:
         """destination -> status -> how many deliveries."""
         out: dict[str, dict[str, int]] = {}

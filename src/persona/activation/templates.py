@@ -290,6 +290,38 @@ def render(name: str, source: str, context: Mapping[str, Any], *, html: bool = F
     return check(name, source, html=html, limits=limits).render(context)
 
 
+def json_templates(content: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value (content, a payload) with its path: each is a template."""
+    if isinstance(content, str):
+        yield path, content
+    elif isinstance(content, dict):
+        for key, value in content.items():
+            yield from json_templates(value, f"{path}.{key}")
+    elif isinstance(content, list):
+        for i, value in enumerate(content):
+            yield from json_templates(value, f"{path}[{i}]")
+
+
+def check_json(content: Any, path: str) -> None:
+    """Check every string of a JSON value as a template; the first mistake names its path."""
+    for where, source in json_templates(content, path):
+        check(where, source)
+
+
+def render_json(content: Any, context: Callable[[], Mapping[str, Any]], path: str) -> Any:
+    """The JSON value with every string rendered; `context` is asked only if a string is a
+    template (one without braces, and without a final newline for Jinja to drop, is itself)."""
+    if isinstance(content, str):
+        if "{" not in content and not content.endswith("\n"):
+            return content
+        return check(path, content).render(context())
+    if isinstance(content, dict):
+        return {key: render_json(value, context, f"{path}.{key}") for key, value in content.items()}
+    if isinstance(content, list):
+        return [render_json(value, context, f"{path}[{i}]") for i, value in enumerate(content)]
+    return content
+
+
 @functools.lru_cache(maxsize=256)
 def _compile(name: str, source: str, html: bool, max_source: int) -> jinja2.Template:
     if not isinstance(source, str):

@@ -6,13 +6,16 @@ user gets popular and trending items. A user's list is re-ranked by what they di
 minutes (`recommend/session.py`), with no retrain. `placement` names a placement of the
 `placements` file: the models are asked for more candidates, its business rules
 (`recommend/placements.py`) filter and re-weight them, and `k` are returned.
+
+The routes are async (no thread hop per request): their reads are by key and short, and a newer
+model set is loaded in a thread of its own (`Recommender.current`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from persona.api.auth import require_secret
@@ -27,14 +30,14 @@ from persona.recommend.placements import Placement, apply_rules, candidates_for
 from persona.recommend.session import NEIGHBOURS, current_session, rerank
 
 router = APIRouter(tags=["recommendations"])
-Secret = Annotated[Engine, Depends(require_secret)]
 K = Annotated[int, Query(ge=1, le=100, description="How many items")]
 PlacementName = Annotated[str | None, Query(description="A placement of the `placements` file: its business rules")]
 
 
 @router.get("/v1/recommendations/{identifier}",
             summary="Items for a user (user_id:, anonymous_id:, email: or a profile id); popular ones if unknown")
-def for_user(identifier: str, engine: Secret, k: K = 10, placement: PlacementName = None) -> Response:
+async def for_user(identifier: str, request: Request, k: K = 10, placement: PlacementName = None) -> Response:
+    engine = require_secret(request)
     rules = _placement(engine, placement)
     models = engine.recommender.current()
     try:
@@ -63,7 +66,8 @@ def for_user(identifier: str, engine: Secret, k: K = 10, placement: PlacementNam
 
 
 @router.get("/v1/recommendations/items/{item_id}/similar", summary="Items viewed with this one")
-def similar(item_id: str, engine: Secret, k: K = 10, placement: PlacementName = None) -> Response:
+async def similar(item_id: str, request: Request, k: K = 10, placement: PlacementName = None) -> Response:
+    engine = require_secret(request)
     rules = _placement(engine, placement)
     models = engine.recommender.current()
     found = models.similar(item_id, k if rules is None else candidates_for(k))
@@ -71,7 +75,9 @@ def similar(item_id: str, engine: Secret, k: K = 10, placement: PlacementName = 
 
 
 @router.get("/v1/recommendations/items/{item_id}/bought-together", summary="Items often bought with this one")
-def bought_together(item_id: str, engine: Secret, k: K = 10, placement: PlacementName = None) -> Response:
+async def bought_together(item_id: str, request: Request, k: K = 10, placement: PlacementName = None
+                          ) -> Response:
+    engine = require_secret(request)
     rules = _placement(engine, placement)
     models = engine.recommender.current()
     found = models.bought_with(item_id, k if rules is None else candidates_for(k))

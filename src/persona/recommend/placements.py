@@ -198,6 +198,20 @@ def candidates_for(k: int) -> int:
     return k * 5 + 20
 
 
+def placed_for_user(models: Any, catalog: Any, placement: Placement, root: str | None, k: int,
+                    now: int) -> list[dict[str, Any]]:
+    """A user's `k` recommendations under the placement's rules, as shown (item, score, reason,
+    name): what a decision carries and a journey's templates see. `models` is a `ModelSet`,
+    `catalog` a `CatalogStore`."""
+    from persona.catalog.store import SERVING_FRESHNESS
+
+    found = models.for_user(root, candidates_for(k))
+    items = catalog.get_many((s.item_id for s in found), fresh_within=SERVING_FRESHNESS)
+    picked = apply_rules(placement, found, items, models.purchases(root), now, k)
+    return [{"item_id": s.item_id, "score": round(s.score, 6), "reason": s.reason,
+             "name": items[s.item_id].name if s.item_id in items else None} for s in picked]
+
+
 def apply_rules(placement: Placement, scored: list[Scored], items: Mapping[str, Item],
                 purchased_at: Mapping[str, int] | None, now: int, k: int) -> list[Scored]:
     """The top `k` of `scored` that pass the placement's rules, re-weighted, at most

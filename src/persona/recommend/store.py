@@ -89,11 +89,16 @@ class Recommender:
         self._loading = threading.Lock()
 
     def current(self) -> ModelSet:
-        """The set to serve with; ModelNotTrained (503) until a first one is trained."""
+        """The set to serve with; ModelNotTrained (503) until a first one is trained. A newer set is
+        looked for and loaded in a thread of its own (loading takes about a second on a large store),
+        so no request, nor an async server's event loop, waits for a swap; only the first load is waited for."""
         models = self._models
-        if models is None or self._due():
-            self.refresh(wait=models is None)
+        if models is None:
+            self.refresh(wait=True)
             models = self._models
+        elif self._due():
+            self._checked_at = self.clock()
+            threading.Thread(target=self.refresh, kwargs={"wait": False}, name="recs-refresh", daemon=True).start()
         if models is None:
             raise ModelNotTrained("no recommendation model has been trained yet: run `persona recs train`")
         return models
