@@ -29,6 +29,9 @@ segments_app = typer.Typer(help="Segment and computed-trait definitions (docs/se
 app.add_typer(segments_app, name="segments")
 rfm_app = typer.Typer(help="RFM scores, kept as model traits on every customer with an order.", no_args_is_help=True)
 app.add_typer(rfm_app, name="rfm")
+models_app = typer.Typer(help="Predictive models (lifetime value: p_alive, predicted_clv_12m): train, score, "
+                                "versions, rollback (docs/predictive.md).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 personas_app = typer.Typer(help="Clustering personas: fit, describe, compare with the previous run.",
                            no_args_is_help=True)
 app.add_typer(personas_app, name="personas")
@@ -583,6 +586,88 @@ def rfm_refresh(
     console.print(table)
     console.print(f"{len(run.scores):,} customers scored; traits rfm_r, rfm_f, rfm_m, rfm_code, rfm_segment, ... "
                   "written")
+
+
+ModelKind = Annotated[str, typer.Argument(help="The model: clv (BG/NBD + Gamma-Gamma lifetime value).")]
+
+
+def _kind(kind: str) -> str:
+    if kind != "clv":
+        raise typer.BadParameter(f"{kind!r} is not a model persona trains yet; known: clv", param_hint="KIND")
+    return kind
+
+
+@models_app.command("train")
+def models_train(
+    kind: ModelKind = "clv",
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Score every customer with it after.")] = True,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """Train a new version on every customer's orders, register it and make it the active one."""
+    from persona.errors import NotEnoughData
+    from persona.predict.lifetime import score_clv, train_clv
+
+    _kind(kind)
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        try:
+            version = train_clv(engine.state, engine.models)
+        except NotEnoughData as exc:
+            console.print(f"[red]not trained:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        _show_version(version.to_json())
+        if score:
+            console.print(score_clv(engine.state, engine.model_traits, version).summary())
+
+
+@models_app.command("score")
+def models_score(kind: ModelKind = "clv", data_dir: DataDir = None, config: ConfigFile = None,
+                 store: Store = None) -> None:
+    """Score every customer with the active version (what the scheduled job does between trainings)."""
+    from persona.predict.lifetime import score_clv
+
+    _kind(kind)
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+        version = engine.models.active(kind)
+        if version is None:
+            console.print(f"[red]no {kind} model is trained yet:[/red] run `persona models train {kind}`")
+            raise typer.Exit(1)
+        task = bar.add_task("reading profiles", total=engine.state.counts().profiles)
+        scored = score_clv(engine.state, engine.model_traits, version, progress=lambda n: bar.update(task, completed=n))
+    console.print(scored.summary())
+
+
+@models_app.command("list")
+def models_list(kind: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+                data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Every trained version, newest first: when, by whom, on what, its metrics; the active one marked."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        versions = engine.models.versions(kind)
+    table = Table("version", "active", "trained", "by", "customers", "metrics")
+    for v in versions:
+        shown = v.to_json()
+        metrics = ", ".join(f"{k} {m}" for k, m in v.metrics.items() if k != "customers")
+        table.add_row(v.label, "yes" if v.active else "", shown["created_at"], v.trained_by,
+                      f"{v.trained_on.get('customers', 0):,}", metrics)
+    console.print(table)
+
+
+@models_app.command("activate")
+def models_activate(version: Annotated[int, typer.Argument(help="The version id (clv@3: 3).")],
+                    data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """Make a version the one in use (a rollback to an earlier one pins it: the scheduled job scores with it and
+    does not train over it); the next scoring writes its scores."""
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        chosen = engine.models.activate(version)
+    console.print(f"{chosen.label} is active; `persona models score {chosen.kind}` writes its scores now")
+
+
+def _show_version(shown: dict[str, object]) -> None:
+    console.print(f"[bold]{shown['label']}[/bold] trained {shown['created_at']} by {shown['trained_by']} on "
+                  f"{shown['trained_on']}")
+    console.print(f"metrics: {shown['metrics']}", markup=False)
+    console.print(f"parameters: {shown['params']}", markup=False)
 
 
 @personas_app.command("fit")

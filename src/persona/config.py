@@ -87,6 +87,14 @@ SETTINGS = [
             "Seconds between trainings of the recommendation models (what `persona recs train` does), like "
             "rfm_refresh; a training waits until the log has product events and processing keeps up. "
             "0 turns it off (train with `persona recs train` only).", float),
+    Setting("clv_refresh", 3600.0,
+            "Seconds between refreshes of the lifetime-value scores (p_alive, expected_orders_90d, "
+            "predicted_clv_12m) by the processing runners, with the active `clv` model version, like rfm_refresh.",
+            float),
+    Setting("models_retrain", 86400.0,
+            "Seconds after which a refresh first trains a new version of a predictive model (and activates it), "
+            "unless an older version was activated by hand (a rollback pins it). 0: train only by hand "
+            "(`persona models train`).", float),
     Setting("journey_lateness", 2.0,
             "Seconds a journey's timer waits past its deadline for events that happened before it but arrive "
             "late (an `Order Completed` inside the 15 minutes, received a moment after): how late a timer fires "
@@ -124,6 +132,8 @@ class Config:
     rfm_refresh: float = 3600.0
     personas_refit: float = 86400.0
     recs_retrain: float = 86400.0  # 0: off
+    clv_refresh: float = 3600.0
+    models_retrain: float = 86400.0  # 0: by hand only
     journey_lateness: float = 2.0
     log_level: str = "INFO"
     identity: IdentityRules = field(default_factory=IdentityRules)
@@ -187,13 +197,15 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
         raise ConfigError("processor must be process, thread or off", field="processor")
     if values["segment_time_check"] <= 0:
         raise ConfigError("segment_time_check must be more than 0 seconds", field="segment_time_check")
-    for name in ("rfm_refresh", "personas_refit"):
+    for name in ("rfm_refresh", "personas_refit", "clv_refresh"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be more than 0 seconds", field=name)
     if values["smtp_security"] not in ("none", "starttls", "ssl"):
         raise ConfigError("smtp_security must be none, starttls or ssl", field="smtp_security")
     if values["journey_lateness"] < 0:
         raise ConfigError("journey_lateness must be 0 or more seconds", field="journey_lateness")
+    if values["models_retrain"] < 0:
+        raise ConfigError("models_retrain must be 0 (by hand) or more seconds", field="models_retrain")
     if values["recs_retrain"] < 0:
         raise ConfigError("recs_retrain must be 0 (off) or more seconds", field="recs_retrain")
     names = {f.name for f in fields(Config)}

@@ -36,7 +36,7 @@ from persona.catalog.store import CatalogStore, SQLCatalogStore
 from persona.config import Config
 from persona.errors import ModelNotTrained, StoreError
 from persona.ingest.service import IngestService
-from persona.jobs.builtin import EngineJob, in_child, personas_job, recs_job, recs_wait, rfm_job
+from persona.jobs.builtin import EngineJob, clv_job, in_child, personas_job, recs_job, recs_wait, rfm_job
 from persona.jobs.scheduler import Job, Scheduler
 from persona.jobs.store import MIGRATIONS as JOB_MIGRATIONS
 from persona.jobs.store import JobStore, ModelTraitStore
@@ -44,6 +44,8 @@ from persona.log.sql import MIGRATIONS as LOG_MIGRATIONS
 from persona.log.sql import SQLEventLog
 from persona.personas.store import MIGRATIONS as PERSONA_MIGRATIONS
 from persona.personas.store import PersonaRunStore
+from persona.predict.registry import MIGRATIONS as MODEL_REGISTRY_MIGRATIONS
+from persona.predict.registry import ModelRegistry
 from persona.profiles.processor import IDENTITY, Processor, fold_name
 from persona.profiles.reader import ProfileReader
 from persona.profiles.sql import MIGRATIONS as PROFILE_MIGRATIONS
@@ -73,7 +75,8 @@ LOG_STORE_MIGRATIONS = [*LOG_MIGRATIONS, *KEY_MIGRATIONS, *DEFINITION_MIGRATIONS
 # Derived from the log: profiles and their identity graph, audiences; what scheduled jobs compute
 # over them (model traits), the persona runs they compare with, and trained recommendation models.
 STATE_STORE_MIGRATIONS = [*PROFILE_MIGRATIONS, *AUDIENCE_MIGRATIONS, *JOB_MIGRATIONS, *PERSONA_MIGRATIONS,
-                          *RECOMMEND_MIGRATIONS, *OUTBOX_MIGRATIONS, *SEND_LOG_MIGRATIONS, *JOURNEY_STATE_MIGRATIONS]
+                          *RECOMMEND_MIGRATIONS, *OUTBOX_MIGRATIONS, *SEND_LOG_MIGRATIONS, *JOURNEY_STATE_MIGRATIONS,
+                          *MODEL_REGISTRY_MIGRATIONS]
 
 DEFAULT_SOURCE = "default"
 
@@ -106,6 +109,7 @@ class Engine:
     destinations: dict[str, Destination]  # webhook receivers, from the `destinations` file
     outbox: Outbox
     guards: Guards  # frequency caps, quiet hours, the suppression list: checked before an email goes
+    models: ModelRegistry  # predictive model versions (clv, ...), the active one per kind
 
     @classmethod
     def open(cls, config: Config, application_name: str = "persona") -> Engine:
@@ -152,7 +156,7 @@ class Engine:
             catalog=catalog, rec_models=rec_models, recommender=recommender,
             placement_store=PlacementStore(log_db), journeys=journeys, journey_store=journey_store,
             journey_stage=journey_stage,
-            destinations=destinations, outbox=Outbox(state_db), guards=guards,
+            destinations=destinations, outbox=Outbox(state_db), guards=guards, models=ModelRegistry(state_db),
         )
         engine.seed_keys()
         if placement_file is not None:  # placements as code: what the file says, other placements kept
@@ -191,7 +195,8 @@ class Engine:
             return Job(name, every, lambda: in_child(run, self.config), wait)
 
         jobs = [job("rfm", self.config.rfm_refresh, rfm_job),
-                job("personas", self.config.personas_refit, personas_job)]
+                job("personas", self.config.personas_refit, personas_job),
+                job("clv", self.config.clv_refresh, clv_job)]
         if self.config.recs_retrain > 0:  # 0: off
             jobs.append(job("recs", self.config.recs_retrain, recs_job, wait=lambda: recs_wait(self)))
         return Scheduler(jobs, self.jobs, runner)

@@ -121,16 +121,16 @@ def test_a_due_job_that_waits_is_not_claimed_until_nothing_holds_it_back(engine:
     assert scheduler.run_due() == ["count"] and runs["count"] == 2
 
 
-def test_the_engine_schedules_rfm_personas_and_recs_and_status_shows_them(engine: Engine) -> None:
+def test_the_engine_schedules_its_jobs_and_status_shows_them(engine: Engine) -> None:
     """The real thing: each job run in a child process of its own, on its own connections."""
     engine.log.append([event("track", user="u1", event="Order Completed", properties={"revenue": 10})])
     engine.processor.run_until_caught_up()
-    assert [j["last_started"] for j in status_of(engine)["jobs"]] == [None, None, None]
+    assert [j["last_started"] for j in status_of(engine)["jobs"]] == [None, None, None, None]
     stop = threading.Event()
     thread = engine.scheduler("worker-1").start(stop, poll=0.05)
-    deadline = time.monotonic() + 120  # three child processes one after another, on a machine maybe busy
+    deadline = time.monotonic() + 120  # four child processes one after another, on a machine maybe busy
     try:
-        while not (len(engine.jobs.all()) == 3 and all(r.finished_at for r in engine.jobs.all().values())):
+        while not (len(engine.jobs.all()) == 4 and all(r.finished_at for r in engine.jobs.all().values())):
             assert time.monotonic() < deadline, engine.jobs.all()
             stop.wait(0.05)
     finally:
@@ -141,6 +141,8 @@ def test_the_engine_schedules_rfm_personas_and_recs_and_status_shows_them(engine
     assert jobs["rfm"]["every"] == 3600 and jobs["personas"]["every"] == 86_400 and jobs["recs"]["every"] == 86_400
     assert jobs["personas"]["summary"].startswith("skipped: only 0 customers")  # one event: left out
     assert jobs["recs"]["summary"].startswith("skipped: no interactions")  # an order without products
+    assert jobs["clv"]["summary"].startswith("skipped: BG/NBD needs at least 20 customers")
+    assert jobs["clv"]["every"] == 3600
     assert engine.model_traits.values("rfm_segment") == {engine.state.all_profiles()[0].id: "Lost"}
     # a rebuild throws model traits away with the rest of the derived state, and the jobs are due again
     engine.rebuild()

@@ -37,7 +37,7 @@ def test_every_store_records_its_versions(config: Config) -> None:
             assert rows == [("log", 1), ("log", 2), ("log", 100), ("log", 200), ("log", 500), ("log", 800),
                             ("log", 900), ("log", 950), ("state", 1), ("state", 2), ("state", 3), ("state", 4),
                             ("state", 100), ("state", 300), ("state", 400), ("state", 600), ("state", 700),
-                            ("state", 810), ("state", 910)]
+                            ("state", 810), ("state", 910), ("state", 1000)]
     finally:
         log_db.close()
         state_db.close()

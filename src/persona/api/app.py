@@ -13,6 +13,7 @@ from persona.api import (
     ingest,
     journeys,
     messaging,
+    models,
     placements,
     profiles,
     recommendations,
@@ -44,5 +45,6 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(decide.router)
     app.include_router(messaging.router)
     app.include_router(placements.router)
+    app.include_router(models.router)
     app.include_router(admin.router)
     return app

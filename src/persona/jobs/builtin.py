@@ -43,6 +43,16 @@ def personas_job(engine: Engine) -> str:
     return run.line()
 
 
+def clv_job(engine: Engine) -> str:
+    """Lifetime-value scores with the active `clv` model, trained first when due (`predict/lifetime.py`)."""
+    from persona.predict.lifetime import refresh_clv
+
+    try:
+        return refresh_clv(engine.state, engine.model_traits, engine.models, engine.config.models_retrain)
+    except NotEnoughData as exc:
+        return f"skipped: {exc.message}"
+
+
 def recs_job(engine: Engine) -> str:
     """What `persona recs train` does, with the config file's settings; running servers swap the new set in."""
     from persona.recommend.modelset import train

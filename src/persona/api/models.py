@@ -1,0 +1,30 @@
+"""Predictive models (secret key): the registry's versions, and activating one (a rollback)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from persona.api.auth import require_secret
+from persona.api.responses import json_response
+from persona.engine import Engine
+
+router = APIRouter(tags=["models"])
+Secret = Annotated[Engine, Depends(require_secret)]
+
+
+@router.get("/v1/models", summary="Every trained model version, newest first (?kind=clv)")
+def list_versions(engine: Secret, kind: str | None = None) -> Response:
+    return json_response({"data": [v.to_json() for v in engine.models.versions(kind)]})
+
+
+@router.get("/v1/models/{version}", summary="One version: when, by whom, on what, its metrics and parameters")
+def get_version(version: int, engine: Secret) -> Response:
+    return json_response(engine.models.get(version).to_json())
+
+
+@router.post("/v1/models/{version}/activate", summary="Make this version the one in use (a rollback pins it)")
+def activate(version: int, engine: Secret) -> Response:
+    return json_response(engine.models.activate(version).to_json())

@@ -1,0 +1,112 @@
+"""Lifetime value over the store, on both backends: CDNOW's calibration orders sent as events,
+folded into profiles, and the models trained from the profiles' order counters reproduce the
+published estimates; scores become model traits with the version that made them; versions are
+registered, listed and rolled back through the CLI and the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from persona.cli import app
+from persona.engine import Engine
+from persona.errors import NotEnoughData
+from persona.ingest.messages import BatchDefaults, normalize
+from persona.log.events import Event, now_micros, to_micros
+from persona.predict.lifetime import CLV, refresh_clv, score_clv, train_clv
+from tests.support.cdnow import CALIBRATION_END, cdnow_sample
+
+pytestmark = pytest.mark.backends
+
+AS_OF = to_micros(datetime.combine(CALIBRATION_END, time(), UTC))  # T counts whole days to 1997-09-30
+
+
+def calibration_orders(engine: Engine) -> None:
+    """One `Order Completed` per customer and day of the calibration period, at midnight UTC."""
+    events = []
+    for customer, day, dollars in cdnow_sample().transactions:
+        if day > CALIBRATION_END:
+            continue
+        at = datetime.combine(day, time(), UTC)
+        body = {"type": "track", "userId": f"c{customer}", "event": "Order Completed",
+                "properties": {"revenue": dollars}, "messageId": f"cdnow-{customer}-{day}", "timestamp": at.isoformat()}
+        event = normalize(body, index=0, source_id="test", defaults=BatchDefaults(received_at=datetime.now(UTC)))
+        assert isinstance(event, Event)
+        events.append(event)
+    for start in range(0, len(events), 2000):
+        engine.log.append(events[start:start + 2000])
+    engine.processor.run_until_caught_up()
+
+
+def test_training_on_profiles_reproduces_the_papers_estimates_and_scores_every_customer(engine: Engine) -> None:
+    with pytest.raises(NotEnoughData, match="at least 20 customers"):
+        train_clv(engine.state, engine.models, AS_OF)
+    calibration_orders(engine)
+    version = train_clv(engine.state, engine.models, AS_OF)
+    bgnbd = version.params["bgnbd"]
+    assert (round(bgnbd["r"], 3), round(bgnbd["alpha"], 3), round(bgnbd["a"], 3), round(bgnbd["b"], 3)) == (
+        0.243, 4.414, 0.793, 2.426)
+    assert version.metrics["customers"] == 2357 and version.metrics["repeat_customers"] == 946
+    assert version.active and version.label == "clv@1" and version.trained_on["customers"] == 2357
+
+    scored = score_clv(engine.state, engine.model_traits, version, AS_OF)
+    assert scored.customers == 2357
+    first = engine.profiles.find("user_id:c1")  # 2 repeat orders, the last at 30.43 weeks, T 38.86
+    traits = engine.model_traits.of_profile(first.id)
+    assert traits["clv_model"] == "clv@1"
+    assert 0 < traits["p_alive"] <= 1 and traits["expected_orders_90d"] > 0 and traits["predicted_clv_12m"] > 0
+    once = engine.profiles.find("user_id:c2")  # one repeat order, early: less likely alive than c1
+    assert engine.model_traits.of_profile(once.id)["p_alive"] < traits["p_alive"]
+    assert engine.model_traits.count(CLV) == 2357
+
+
+def test_versions_roll_back_and_a_rollback_is_pinned(engine: Engine, client: Any,
+                                                      reader_headers: dict[str, str]) -> None:
+    calibration_orders(engine)
+    first = train_clv(engine.state, engine.models, AS_OF)
+    second = train_clv(engine.state, engine.models, AS_OF + 7 * 86_400 * 1_000_000)
+    assert engine.models.active(CLV).id == second.id and not engine.models.get(first.id).active
+
+    def call(method: str, path: str) -> Any:
+        return client.request(method, path, headers=reader_headers, auth=None)
+
+    listed = call("GET", "/v1/models?kind=clv").json()["data"]
+    assert [v["label"] for v in listed] == ["clv@2", "clv@1"] and listed[0]["active"] is True
+    assert call("GET", "/v1/models/1").json()["params"]["bgnbd"] == first.params["bgnbd"]
+    assert call("GET", "/v1/models/99").status_code == 404
+    rolled = call("POST", f"/v1/models/{first.id}/activate").json()
+    assert rolled["active"] is True and engine.models.active(CLV).id == first.id
+
+    # The scheduled refresh scores with the pinned version and trains nothing over it, however old.
+    line = refresh_clv(engine.state, engine.model_traits, engine.models, retrain_after=1.0,
+                       now=AS_OF + 400 * 86_400 * 1_000_000)
+    assert "trained" not in line and "clv@1" in line and len(engine.models.versions(CLV)) == 2
+    # Back on the newest, an old active version is retrained first.
+    engine.models.activate(second.id)
+    line = refresh_clv(engine.state, engine.model_traits, engine.models, retrain_after=60.0,
+                       now=now_micros() + 61 * 1_000_000)
+    assert line.startswith("trained clv@3") and engine.models.active(CLV).label == "clv@3"
+    c1 = engine.profiles.find("user_id:c1")
+    assert engine.model_traits.of_profile(c1.id)["clv_model"] == "clv@3"
+
+
+def test_the_models_cli(engine: Engine) -> None:
+    store = engine.config.store or f"sqlite:///{engine.config.data_dir}"
+    empty = CliRunner().invoke(app, ["models", "train", "clv", "--store", store])
+    assert empty.exit_code == 1 and "not trained" in empty.output
+    assert CliRunner().invoke(app, ["models", "score", "--store", store]).exit_code == 1
+    calibration_orders(engine)
+    trained = CliRunner().invoke(app, ["models", "train", "clv", "--store", store])
+    assert trained.exit_code == 0, trained.output
+    assert "clv@1" in trained.output and "2,357 customers scored by clv@1" in trained.output
+    CliRunner().invoke(app, ["models", "train", "--no-score", "--store", store])
+    listed = CliRunner().invoke(app, ["models", "list", "--store", store])
+    assert listed.exit_code == 0 and "clv@2" in listed.output and "clv@1" in listed.output
+    rolled = CliRunner().invoke(app, ["models", "activate", "1", "--store", store])
+    assert rolled.exit_code == 0 and "clv@1 is active" in rolled.output
+    scored = CliRunner().invoke(app, ["models", "score", "clv", "--store", store])
+    assert scored.exit_code == 0 and "scored by clv@1" in scored.output
+    assert CliRunner().invoke(app, ["models", "train", "churn", "--store", store]).exit_code == 2
