@@ -29,8 +29,8 @@ segments_app = typer.Typer(help="Segment and computed-trait definitions (docs/se
 app.add_typer(segments_app, name="segments")
 rfm_app = typer.Typer(help="RFM scores, kept as model traits on every customer with an order.", no_args_is_help=True)
 app.add_typer(rfm_app, name="rfm")
-models_app = typer.Typer(help="Predictive models (lifetime value: p_alive, predicted_clv_12m): train, score, "
-                                "versions, rollback (docs/predictive.md).", no_args_is_help=True)
+models_app = typer.Typer(help="Predictive models (lifetime value, purchase propensity, churn): train, score, "
+                                "evaluate, versions, rollback (docs/predictive.md).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 personas_app = typer.Typer(help="Clustering personas: fit, describe, compare with the previous run.",
                            no_args_is_help=True)
@@ -588,68 +588,106 @@ def rfm_refresh(
                   "written")
 
 
-ModelKind = Annotated[str, typer.Argument(help="The model: clv (BG/NBD + Gamma-Gamma lifetime value).")]
+ModelKind = Annotated[str, typer.Argument(help="clv (lifetime value), propensity (order in 30 days) or churn.")]
 
 
 def _kind(kind: str) -> str:
-    if kind != "clv":
-        raise typer.BadParameter(f"{kind!r} is not a model persona trains yet; known: clv", param_hint="KIND")
+    from persona.predict.lifecycle import KINDS
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"{kind!r} is not a model persona trains; known: {', '.join(KINDS)}",
+                                 param_hint="KIND")
     return kind
 
 
 @models_app.command("train")
 def models_train(
-    kind: ModelKind = "clv",
+    kind: ModelKind,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Score every customer with it after.")] = True,
     data_dir: DataDir = None,
     config: ConfigFile = None,
     store: Store = None,
 ) -> None:
-    """Train a new version on every customer's orders, register it and make it the active one."""
+    """Train a new version, register it and make it the active one (classifiers: backtested on two past
+    cut-offs, the validation's figures kept as its metrics)."""
     from persona.errors import NotEnoughData
-    from persona.predict.lifetime import score_clv, train_clv
+    from persona.predict import lifecycle
 
     _kind(kind)
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         try:
-            version = train_clv(engine.state, engine.models)
+            with console.status(f"training {kind}"):
+                version = lifecycle.train(engine, kind)
         except NotEnoughData as exc:
             console.print(f"[red]not trained:[/red] {exc.message}")
             raise typer.Exit(1) from None
         _show_version(version.to_json())
         if score:
-            console.print(score_clv(engine.state, engine.model_traits, version).summary())
+            with console.status("scoring"):
+                console.print(lifecycle.score(engine, version))
 
 
 @models_app.command("score")
-def models_score(kind: ModelKind = "clv", data_dir: DataDir = None, config: ConfigFile = None,
+def models_score(kind: ModelKind, data_dir: DataDir = None, config: ConfigFile = None,
                  store: Store = None) -> None:
     """Score every customer with the active version (what the scheduled job does between trainings)."""
-    from persona.predict.lifetime import score_clv
+    from persona.predict import lifecycle
 
     _kind(kind)
-    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         version = engine.models.active(kind)
         if version is None:
             console.print(f"[red]no {kind} model is trained yet:[/red] run `persona models train {kind}`")
             raise typer.Exit(1)
-        task = bar.add_task("reading profiles", total=engine.state.counts().profiles)
-        scored = score_clv(engine.state, engine.model_traits, version, progress=lambda n: bar.update(task, completed=n))
-    console.print(scored.summary())
+        with console.status(f"scoring with {version.label}"):
+            console.print(lifecycle.score(engine, version))
+
+
+@models_app.command("evaluate")
+def models_evaluate(
+    kind: ModelKind,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report with charts (calibration, lift, "
+                                                     "gain) to this file.")] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    store: Store = None,
+) -> None:
+    """The active version's figures: for a classifier, ROC-AUC, PR-AUC, Brier, the recency baseline, and
+    calibration, lift and cumulative gain by decile of the score, from its validation cut-off."""
+    _kind(kind)
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        version = engine.models.active(kind)
+    if version is None:
+        console.print(f"[red]no {kind} model is trained yet:[/red] run `persona models train {kind}`")
+        raise typer.Exit(1)
+    metrics = version.metrics
+    console.print(f"[bold]{version.label}[/bold]: " + ", ".join(
+        f"{k} {v}" for k, v in metrics.items() if not isinstance(v, list)), highlight=False)
+    if "lift" in metrics:
+        table = Table("decile", "mean score", "observed", "lift", "cumulative gain", title="by decile of the score")
+        for cal, lift in zip(metrics["calibration"], metrics["lift"], strict=True):
+            table.add_row(str(cal["decile"]), f"{cal['mean_score']:.3f}", f"{cal['observed']:.3f}",
+                          f"{lift['lift']:.2f}", f"{lift['cumulative_gain']:.1%}")
+        console.print(table)
+    if report is not None:
+        from persona.predict.report import write_report
+
+        write_report(version, report)
+        console.print(f"report: {report}")
 
 
 @models_app.command("list")
 def models_list(kind: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
                 data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
-    """Every trained version, newest first: when, by whom, on what, its metrics; the active one marked."""
+    """Every trained version, newest first: when, by whom, on what, its main figures; the active one marked."""
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         versions = engine.models.versions(kind)
-    table = Table("version", "active", "trained", "by", "customers", "metrics")
+    table = Table("version", "active", "trained", "by", "customers", "figures")
     for v in versions:
         shown = v.to_json()
-        metrics = ", ".join(f"{k} {m}" for k, m in v.metrics.items() if k != "customers")
+        figures = ", ".join(f"{k} {m}" for k, m in v.metrics.items() if k != "customers" and not isinstance(m, list))
         table.add_row(v.label, "yes" if v.active else "", shown["created_at"], v.trained_by,
-                      f"{v.trained_on.get('customers', 0):,}", metrics)
+                      f"{v.trained_on.get('customers', 0):,}", figures)
     console.print(table)
 
 
@@ -666,7 +704,8 @@ def models_activate(version: Annotated[int, typer.Argument(help="The version id 
 def _show_version(shown: dict[str, object]) -> None:
     console.print(f"[bold]{shown['label']}[/bold] trained {shown['created_at']} by {shown['trained_by']} on "
                   f"{shown['trained_on']}")
-    console.print(f"metrics: {shown['metrics']}", markup=False)
+    figures = {k: v for k, v in shown["metrics"].items() if not isinstance(v, list)}  # type: ignore[union-attr]
+    console.print(f"metrics: {figures}", markup=False)
     console.print(f"parameters: {shown['params']}", markup=False)
 
 

@@ -87,10 +87,13 @@ SETTINGS = [
             "Seconds between trainings of the recommendation models (what `persona recs train` does), like "
             "rfm_refresh; a training waits until the log has product events and processing keeps up. "
             "0 turns it off (train with `persona recs train` only).", float),
-    Setting("clv_refresh", 3600.0,
-            "Seconds between refreshes of the lifetime-value scores (p_alive, expected_orders_90d, "
-            "predicted_clv_12m) by the processing runners, with the active `clv` model version, like rfm_refresh.",
-            float),
+    Setting("models_refresh", 3600.0,
+            "Seconds between refreshes of the predictive scores (lifetime value, purchase propensity, churn) by "
+            "the processing runners, each with its model's active version, like rfm_refresh.", float),
+    Setting("churn_days", 60,
+            "The churn model's horizon: a customer churns who does not order (or, with churn_on activity, do "
+            "anything) in the next this many days. Training needs twice that much history.", int),
+    Setting("churn_on", "order", "What keeps a customer from churning: an `order`, or any `activity`."),
     Setting("models_retrain", 86400.0,
             "Seconds after which a refresh first trains a new version of a predictive model (and activates it), "
             "unless an older version was activated by hand (a rollback pins it). 0: train only by hand "
@@ -132,7 +135,9 @@ class Config:
     rfm_refresh: float = 3600.0
     personas_refit: float = 86400.0
     recs_retrain: float = 86400.0  # 0: off
-    clv_refresh: float = 3600.0
+    models_refresh: float = 3600.0
+    churn_days: int = 60
+    churn_on: str = "order"
     models_retrain: float = 86400.0  # 0: by hand only
     journey_lateness: float = 2.0
     log_level: str = "INFO"
@@ -197,13 +202,17 @@ def load_config(env: dict[str, str] | None = None, **overrides: Any) -> Config:
         raise ConfigError("processor must be process, thread or off", field="processor")
     if values["segment_time_check"] <= 0:
         raise ConfigError("segment_time_check must be more than 0 seconds", field="segment_time_check")
-    for name in ("rfm_refresh", "personas_refit", "clv_refresh"):
+    for name in ("rfm_refresh", "personas_refit", "models_refresh"):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be more than 0 seconds", field=name)
     if values["smtp_security"] not in ("none", "starttls", "ssl"):
         raise ConfigError("smtp_security must be none, starttls or ssl", field="smtp_security")
     if values["journey_lateness"] < 0:
         raise ConfigError("journey_lateness must be 0 or more seconds", field="journey_lateness")
+    if values["churn_on"] not in ("order", "activity"):
+        raise ConfigError("churn_on must be order or activity", field="churn_on")
+    if not 1 <= values["churn_days"] <= 730:
+        raise ConfigError("churn_days must be between 1 and 730", field="churn_days")
     if values["models_retrain"] < 0:
         raise ConfigError("models_retrain must be 0 (by hand) or more seconds", field="models_retrain")
     if values["recs_retrain"] < 0:

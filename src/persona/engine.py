@@ -36,7 +36,7 @@ from persona.catalog.store import CatalogStore, SQLCatalogStore
 from persona.config import Config
 from persona.errors import ModelNotTrained, StoreError
 from persona.ingest.service import IngestService
-from persona.jobs.builtin import EngineJob, clv_job, in_child, personas_job, recs_job, recs_wait, rfm_job
+from persona.jobs.builtin import EngineJob, in_child, models_job, personas_job, recs_job, recs_wait, rfm_job
 from persona.jobs.scheduler import Job, Scheduler
 from persona.jobs.store import MIGRATIONS as JOB_MIGRATIONS
 from persona.jobs.store import JobStore, ModelTraitStore
@@ -196,7 +196,7 @@ class Engine:
 
         jobs = [job("rfm", self.config.rfm_refresh, rfm_job),
                 job("personas", self.config.personas_refit, personas_job),
-                job("clv", self.config.clv_refresh, clv_job)]
+                job("models", self.config.models_refresh, models_job)]
         if self.config.recs_retrain > 0:  # 0: off
             jobs.append(job("recs", self.config.recs_retrain, recs_job, wait=lambda: recs_wait(self)))
         return Scheduler(jobs, self.jobs, runner)

@@ -116,8 +116,8 @@ def test_runners_racing_for_the_training_run_it_once(engine: Engine, other: Engi
 
 def test_recs_retrain_zero_turns_the_job_off(config: Config) -> None:
     with Engine.open(config.with_overrides(recs_retrain=0.0)) as engine:
-        assert list(engine.scheduler("w").jobs) == ["rfm", "personas", "clv"]
-        assert [j["name"] for j in jobs_of(engine)] == ["rfm", "personas", "clv"]
+        assert list(engine.scheduler("w").jobs) == ["rfm", "personas", "models"]
+        assert [j["name"] for j in jobs_of(engine)] == ["rfm", "personas", "models"]
     assert load_config(env={"PERSONA_RECS_RETRAIN": "3600"}).recs_retrain == 3600
     with pytest.raises(ConfigError, match="recs_retrain must be 0"):
         load_config(env={"PERSONA_RECS_RETRAIN": "-1"})

@@ -141,8 +141,8 @@ def test_the_engine_schedules_its_jobs_and_status_shows_them(engine: Engine) -> 
     assert jobs["rfm"]["every"] == 3600 and jobs["personas"]["every"] == 86_400 and jobs["recs"]["every"] == 86_400
     assert jobs["personas"]["summary"].startswith("skipped: only 0 customers")  # one event: left out
     assert jobs["recs"]["summary"].startswith("skipped: no interactions")  # an order without products
-    assert jobs["clv"]["summary"].startswith("skipped: BG/NBD needs at least 20 customers")
-    assert jobs["clv"]["every"] == 3600
+    assert jobs["models"]["summary"].startswith("clv: skipped: BG/NBD needs at least 20 customers")
+    assert "propensity: skipped: only " in jobs["models"]["summary"] and jobs["models"]["every"] == 3600
     assert engine.model_traits.values("rfm_segment") == {engine.state.all_profiles()[0].id: "Lost"}
     # a rebuild throws model traits away with the rest of the derived state, and the jobs are due again
     engine.rebuild()

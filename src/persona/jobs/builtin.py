@@ -43,14 +43,11 @@ def personas_job(engine: Engine) -> str:
     return run.line()
 
 
-def clv_job(engine: Engine) -> str:
-    """Lifetime-value scores with the active `clv` model, trained first when due (`predict/lifetime.py`)."""
-    from persona.predict.lifetime import refresh_clv
+def models_job(engine: Engine) -> str:
+    """Every predictive model's scores with its active version, trained first when due (`predict/lifecycle.py`)."""
+    from persona.predict.lifecycle import refresh
 
-    try:
-        return refresh_clv(engine.state, engine.model_traits, engine.models, engine.config.models_retrain)
-    except NotEnoughData as exc:
-        return f"skipped: {exc.message}"
+    return refresh(engine)
 
 
 def recs_job(engine: Engine) -> str:

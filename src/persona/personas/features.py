@@ -141,7 +141,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, _NUMBERS) and not isinstance(value, bool) and abs(value) < 1e15
 
 
-class _Arrays:
+class EventArrays:
     """One entry per event, as flat typed arrays (16 bytes or so an event)."""
 
     def __init__(self) -> None:
@@ -189,7 +189,7 @@ def extract_features(log: EventLog, state: SQLStateStore, *, since: int | None =
 
     Recency counts to `until`, or with no end to the window, to `now` or the newest event if
     that is later (future-dated, e.g. synthetic, data); `progress` gets events read so far."""
-    arrays = _Arrays()
+    arrays = EventArrays()
     read = 0
     for batch in folded_events(log, state, decode=decode_for_features):
         for pid, event in batch:
@@ -201,10 +201,10 @@ def extract_features(log: EventLog, state: SQLStateStore, *, since: int | None =
         read += len(batch)
         if progress is not None:
             progress(read)
-    return _features(arrays, since, until, now, min_events)
+    return features_of(arrays, since, until, now, min_events)
 
 
-def _features(a: _Arrays, since: int | None, until: int | None, now: int | None,
+def features_of(a: EventArrays, since: int | None, until: int | None, now: int | None,
               min_events: int) -> CustomerFeatures:
     customer = np.frombuffer(a.customer, dtype=np.int64)
     timestamp = np.frombuffer(a.timestamp, dtype=np.int64)

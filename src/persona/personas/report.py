@@ -42,41 +42,42 @@ def render(run: PersonaRun) -> str:
     s = run.summary()
     chosen = s["chosen"]
     rows = "".join(
-        f"<tr><td>{p.id}</td><td><b>{_e(p.name)}</b></td><td>{p.size:,}</td><td>{p.share:.1%}</td>"
-        f"<td>{_e(p.description)}</td></tr>" for p in run.personas)
+        f"<tr><td>{p.id}</td><td><b>{escaped(p.name)}</b></td><td>{p.size:,}</td><td>{p.share:.1%}</td>"
+        f"<td>{escaped(p.description)}</td></tr>" for p in run.personas)
     candidates = "".join(
         f"<tr><td>{c['method']}</td><td>{c['k']}</td><td>{_num(c['silhouette'])}</td>"
-        f"<td>{_num(c['davies_bouldin'])}</td><td>{'yes' if c['eligible'] else 'no'}</td><td>{_e(c['note'])}</td></tr>"
+        f"<td>{_num(c['davies_bouldin'])}</td><td>{'yes' if c['eligible'] else 'no'}</td>"
+        f"<td>{escaped(c['note'])}</td></tr>"
         for c in s["candidates"])
     window = s["window"]
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Personas {_e(run.id)}</title>
+<html><head><meta charset="utf-8"><title>Personas {escaped(run.id)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
 th {{ background: #f4f4f4; }} img {{ max-width: 100%; }} .muted {{ color: #666; }}
 </style></head><body>
 <h1>Customer personas</h1>
-<p class="muted">Run {_e(run.id)} · events from {_e(window['since'] or 'the start')} to {_e(window['until'] or 'now')}
-· recency as of {_e(window['as_of'])}</p>
+<p class="muted">Run {escaped(run.id)} · events from {escaped(window['since'] or 'the start')}
+to {escaped(window['until'] or 'now')} · recency as of {escaped(window['as_of'])}</p>
 <p>{s['customers']:,} customers clustered ({s['events']:,} events); {s['left_out']:,} with fewer than
 {s['min_events']} events were left out. Chosen: <b>{chosen['method']}, k = {chosen['k']}</b>
 (silhouette {_num(chosen['silhouette'])}, Davies-Bouldin {_num(chosen['davies_bouldin'])}).
-Rule: {_e(s['rule'])}.</p>
+Rule: {escaped(s['rule'])}.</p>
 <h2>Personas</h2>
 <table><tr><th>id</th><th>name</th><th>customers</th><th>share</th><th>description</th></tr>{rows}</table>
-{_img(_sizes(run))}
+{embedded_png(_sizes(run))}
 <h2>Feature profiles</h2>
 <p>Each persona's average of every feature, in standard deviations from everyone's (after log1p of counts).</p>
-{_img(_heatmap(run))}
+{embedded_png(_heatmap(run))}
 <h2>Customers on two principal components</h2>
-{_img(_scatter(run))}
+{embedded_png(_scatter(run))}
 {_stability(run)}
 <h2>Choosing k</h2>
-{_img(_scores(run))}
+{embedded_png(_scores(run))}
 <table><tr><th>method</th><th>k</th><th>silhouette</th><th>Davies-Bouldin</th><th>eligible</th><th>note</th></tr>
 {candidates}</table>
-<h2>Features</h2><p>{_e(', '.join(s['features']))}</p>
+<h2>Features</h2><p>{escaped(', '.join(s['features']))}</p>
 </body></html>
 """
 
@@ -86,11 +87,11 @@ def _stability(run: PersonaRun) -> str:
     if st is None:
         return "<h2>Stability</h2><p>No earlier run to compare with.</p>"
     ari = "n/a (no customers in both)" if st.ari is None else f"{st.ari:.3f}"
-    shares = "".join(f"<tr><td>{_e(x['name'])}</td><td>{x['then']:.1%}</td><td>{x['now']:.1%}</td></tr>"
+    shares = "".join(f"<tr><td>{escaped(x['name'])}</td><td>{x['then']:.1%}</td><td>{x['now']:.1%}</td></tr>"
                      for x in st.shares)
-    lineage = "".join(f"<tr><td>{_e(run.personas[x['persona']].name)}</td><td>{_e(x['previous_name'])}</td>"
+    lineage = "".join(f"<tr><td>{escaped(run.personas[x['persona']].name)}</td><td>{escaped(x['previous_name'])}</td>"
                       f"<td>{x['overlap']:.0%}</td></tr>" for x in st.lineage)
-    return f"""<h2>Stability against run {_e(st.previous_run)}</h2>
+    return f"""<h2>Stability against run {escaped(st.previous_run)}</h2>
 <p>Adjusted Rand index over the {st.common_customers:,} customers in both runs: <b>{ari}</b>.
 Population stability index of the previous personas: <b>{st.psi:.3f}</b>
 (under 0.1 stable, 0.1-0.25 moderate shift, above 0.25 large).</p>
@@ -162,13 +163,13 @@ def _scores(run: PersonaRun) -> Figure:
     return fig
 
 
-def _img(fig: Figure) -> str:
+def embedded_png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _e(text: object) -> str:
+def escaped(text: object) -> str:
     return html.escape(str(text))
 
 

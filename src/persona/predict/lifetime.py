@@ -123,18 +123,3 @@ def models_of(version: ModelVersion) -> tuple[BGNBD, GammaGamma]:
     b, g = version.params["bgnbd"], version.params["gamma_gamma"]
     return BGNBD(b["r"], b["alpha"], b["a"], b["b"]), GammaGamma(g["p"], g["q"], g["gamma"])
 
-
-def refresh_clv(state: SQLStateStore, traits: ModelTraitStore, registry: ModelRegistry, retrain_after: float,
-                now: int | None = None) -> str:
-    """What the scheduled `clv` job does: train a new version when none is active, or when the
-    active one is the newest and older than `retrain_after` seconds (0: never by itself; an older
-    version activated by hand stays pinned); then score every customer with the active version."""
-    at = now_micros() if now is None else now
-    active, newest = registry.active(CLV), next(iter(registry.versions(CLV)), None)
-    trained = ""
-    stale = active is not None and retrain_after > 0 and newest is not None and newest.id == active.id \
-        and at / 1e6 - active.created_at >= retrain_after
-    if active is None or stale:
-        active = train_clv(state, registry, at)
-        trained = f"trained {active.label} on {active.metrics['customers']:,} customers; "
-    return trained + score_clv(state, traits, active, at).summary()

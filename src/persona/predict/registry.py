@@ -26,14 +26,14 @@ MIGRATIONS = [  # the state store
     Migration(1000, "model registry", [
         "CREATE TABLE model_versions (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, created_at REAL NOT NULL,"
         " trained_by TEXT NOT NULL, trained_on TEXT NOT NULL, features TEXT NOT NULL, metrics TEXT NOT NULL,"
-        " params TEXT NOT NULL)",
+        " params TEXT NOT NULL, blob BLOB)",
         "CREATE INDEX model_versions_kind ON model_versions (kind, id)",
         "CREATE TABLE model_active (kind TEXT PRIMARY KEY, version INTEGER NOT NULL, activated_at REAL NOT NULL,"
         " activated_by TEXT NOT NULL)",
     ], postgres=[
         "CREATE TABLE model_versions (id BIGINT PRIMARY KEY, kind TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
         " trained_by TEXT NOT NULL, trained_on TEXT NOT NULL, features TEXT NOT NULL, metrics TEXT NOT NULL,"
-        " params TEXT NOT NULL)",
+        " params TEXT NOT NULL, blob BYTEA)",
         "CREATE INDEX model_versions_kind ON model_versions (kind, id)",
         "CREATE TABLE model_active (kind TEXT PRIMARY KEY, version BIGINT NOT NULL,"
         " activated_at DOUBLE PRECISION NOT NULL, activated_by TEXT NOT NULL)",
@@ -81,16 +81,17 @@ class ModelRegistry:
         self.db = db
 
     def register(self, kind: str, params: dict[str, Any], metrics: dict[str, Any], features: list[str],
-                 trained_on: dict[str, Any], *, activate: bool = True) -> ModelVersion:
-        """Keep a newly trained version (and make it the active one); returns it."""
+                 trained_on: dict[str, Any], *, blob: bytes | None = None, activate: bool = True) -> ModelVersion:
+        """Keep a newly trained version (and make it the active one); returns it. `blob`: the fitted
+        model when its parameters are not plain numbers (a pickled classifier)."""
         by = who()
 
         def write(conn: Connection) -> int:
             row = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM model_versions").fetchone()
             new_id = int(row[0])
-            conn.execute("INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (new_id, kind, time.time(), by, _text(trained_on), _text(features), _text(metrics),
-                          _text(params)))
+                          _text(params), blob))
             if activate:
                 _activate(conn, kind, new_id, by)
             return new_id
@@ -103,6 +104,10 @@ class ModelRegistry:
         if row is None:
             raise NotFound(f"no model version {version}", field="version")
         return _version(row)
+
+    def blob(self, version: int) -> bytes | None:
+        row = self.db.query_one("SELECT blob FROM model_versions WHERE id = ?", (version,))
+        return bytes(row[0]) if row and row[0] is not None else None
 
     def versions(self, kind: str | None = None) -> list[ModelVersion]:
         """Newest first."""

@@ -1,0 +1,74 @@
+"""Every predictive model's life in one place: train a version, score with the active one, and
+the scheduled refresh that does both when due. Kinds: `clv` (`lifetime.py`), `propensity` and
+`churn` (`classifiers.py`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from persona.errors import NotEnoughData, RequestError
+from persona.log.events import now_micros
+from persona.predict.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from persona.engine import Engine
+
+KINDS = ("clv", "propensity", "churn")
+PROPENSITY_DAYS = 30  # the trait says so: purchase_propensity_30d
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise RequestError(f"no model {kind!r}; known: {', '.join(KINDS)}", field="kind")
+    return kind
+
+
+def train(engine: Engine, kind: str, now: int | None = None) -> ModelVersion:
+    """Train, register and activate a new version. NotEnoughData says why it cannot."""
+    check_kind(kind)
+    if kind == "clv":
+        from persona.predict.lifetime import train_clv
+
+        return train_clv(engine.state, engine.models, now)
+    from persona.predict.classifiers import train_classifier
+
+    config = engine.config
+    days = PROPENSITY_DAYS if kind == "propensity" else config.churn_days
+    return train_classifier(engine.log, engine.state, engine.models, kind, days, now, churn_on=config.churn_on)
+
+
+def score(engine: Engine, version: ModelVersion, now: int | None = None) -> str:
+    """Score every customer with `version`; the line to log."""
+    if version.kind == "clv":
+        from persona.predict.lifetime import score_clv
+
+        return score_clv(engine.state, engine.model_traits, version, now).summary()
+    from persona.predict.classifiers import score_classifier
+
+    return score_classifier(engine.log, engine.state, engine.model_traits, engine.models, version, now).summary()
+
+
+def refresh(engine: Engine, now: int | None = None) -> str:
+    """What the scheduled `models` job does, for each kind: train a new version when none is active,
+    or when the active one is the newest and older than `models_retrain` (0: never by itself; an
+    older version activated by hand stays pinned); then score with the active version."""
+    at = now_micros() if now is None else now
+    lines = []
+    for kind in KINDS:
+        try:
+            lines.append(f"{kind}: {_refresh_one(engine, kind, at)}")
+        except NotEnoughData as exc:
+            lines.append(f"{kind}: skipped: {exc.message}")
+    return "; ".join(lines)
+
+
+def _refresh_one(engine: Engine, kind: str, at: int) -> str:
+    registry, retrain_after = engine.models, engine.config.models_retrain
+    active, newest = registry.active(kind), next(iter(registry.versions(kind)), None)
+    stale = active is not None and retrain_after > 0 and newest is not None and newest.id == active.id \
+        and at / 1e6 - active.created_at >= retrain_after
+    trained = ""
+    if active is None or stale:
+        active = train(engine, kind, at)
+        trained = f"trained {active.label}; "
+    return trained + score(engine, active, at)
