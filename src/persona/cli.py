@@ -363,10 +363,7 @@ def journeys_apply(
 
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         applied = engine.journeys.apply(read_journeys_file(file), prune=prune)
-    for what in ("created", "updated", "deleted"):
-        for journey_id in applied[what]:
-            console.print(f"{what} journey:{journey_id}")
-    console.print(", ".join(f"{len(ids)} {what}" for what, ids in applied.items()))
+    _print_applied("journey", applied)
 
 
 @journeys_app.command("stats")
@@ -404,9 +401,14 @@ def placements_apply(
 
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
         applied = engine.placement_store.apply(read_placements_file(file), prune=prune)
+    _print_applied("placement", applied)
+
+
+def _print_applied(kind: str, applied: dict[str, list[str]]) -> None:
+    """`created journey:cart_abandoned` per change, then `1 created, 0 updated, 2 unchanged, 0 deleted`."""
     for what in ("created", "updated", "deleted"):
         for name in applied[what]:
-            console.print(f"{what} placement:{name}")
+            console.print(f"{what} {kind}:{name}")
     console.print(", ".join(f"{len(names)} {what}" for what, names in applied.items()))
 
 
@@ -676,6 +678,30 @@ def models_evaluate(
         console.print(f"report: {report}")
 
 
+@models_app.command("drift")
+def models_drift(kind: ModelKind, data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
+    """How far the customers last scored have moved from those the active version was trained on: the
+    population stability index of its scores and of each feature (over 0.25: flagged for retraining)."""
+    from persona.predict.drift import RETRAIN_PSI, WATCH_PSI
+
+    _kind(kind)
+    with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        version = engine.models.active(kind)
+        reports = engine.models.drift(version.id) if version is not None else []
+    if version is None or not reports:
+        console.print(f"[yellow]nothing measured yet[/yellow]: a scoring of the active {kind} version measures drift")
+        raise typer.Exit(1)
+    last = reports[0]
+    verdict = "[red]flagged for retraining[/red]" if last["flagged"] else "[green]within bounds[/green]"
+    console.print(f"{version.label}, measured {last['measured_at']} on {last['customers']:,} customers "
+                  f"(trained on {last['reference_customers']:,}): score PSI {last['score_psi']:.3f}; {verdict}")
+    table = Table("feature", "PSI", "")
+    for name, value in sorted(last["features"].items(), key=lambda item: -item[1]):
+        mark = "drifted" if value > RETRAIN_PSI else "watch" if value > WATCH_PSI else ""
+        table.add_row(name, f"{value:.3f}", mark)
+    console.print(table)
+
+
 @models_app.command("list")
 def models_list(kind: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
                 data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
@@ -706,7 +732,9 @@ def _show_version(shown: dict[str, object]) -> None:
                   f"{shown['trained_on']}")
     figures = {k: v for k, v in shown["metrics"].items() if not isinstance(v, list)}  # type: ignore[union-attr]
     console.print(f"metrics: {figures}", markup=False)
-    console.print(f"parameters: {shown['params']}", markup=False)
+    params = {k: v for k, v in shown["params"].items()  # type: ignore[union-attr]
+              if k not in ("reference", "columns")}
+    console.print(f"parameters: {params}", markup=False)
 
 
 @personas_app.command("fit")

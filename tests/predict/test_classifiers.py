@@ -79,6 +79,9 @@ def test_propensity_and_churn_train_beat_recency_and_score_every_customer(config
         scores = engine.model_traits.values("purchase_propensity_30d")
         assert len(scores) == 1200 and all(0 <= p <= 1 for p in scores.values())
         assert set(engine.model_traits.values("propensity_model").values()) == {"propensity@1"}
+        [drift] = engine.models.drift(propensity.id)  # measured by the scoring, against the training customers
+        assert set(drift["features"]) == set(propensity.params["columns"]) and drift["customers"] == 1200
+        assert 0 <= drift["score_psi"] < 1 and isinstance(drift["flagged"], bool)
 
         churn = lifecycle.train(engine, "churn", now)
         assert churn.params["label"] == "no order in the next 30 days (customers with an order)"
@@ -96,6 +99,8 @@ def test_propensity_and_churn_train_beat_recency_and_score_every_customer(config
         assert report.read_text().count("data:image/png;base64") == 2 and report.with_suffix(".json").exists()
         listed = CliRunner().invoke(app, ["models", "list", "--store", store])
         assert "propensity@1" in listed.output and "churn@2" in listed.output
+        shown = CliRunner().invoke(app, ["models", "drift", "propensity", "--store", store])
+        assert shown.exit_code == 0 and "score PSI" in shown.output and "recency_days" in shown.output
 
 
 def test_what_cannot_be_learned_is_refused_with_the_reason(engine: Engine) -> None:

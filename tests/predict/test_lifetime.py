@@ -18,12 +18,11 @@ from persona.cli import app
 from persona.config import Config
 from persona.engine import Engine
 from persona.errors import NotEnoughData
-from persona.ingest.messages import BatchDefaults, normalize
-from persona.log.events import Event, now_micros, to_micros
+from persona.log.events import now_micros, to_micros
 from persona.predict.lifecycle import refresh
 from persona.predict.lifetime import CLV, score_clv, train_clv
 from tests.conftest import SECRET_KEY
-from tests.support.cdnow import CALIBRATION_END, cdnow_sample
+from tests.support.cdnow import CALIBRATION_END, cdnow_events
 
 pytestmark = pytest.mark.backends
 
@@ -31,17 +30,8 @@ AS_OF = to_micros(datetime.combine(CALIBRATION_END, time(), UTC))  # T counts wh
 
 
 def calibration_orders(engine: Engine) -> None:
-    """One `Order Completed` per customer and day of the calibration period, at midnight UTC."""
-    events = []
-    for customer, day, dollars in cdnow_sample().transactions:
-        if day > CALIBRATION_END:
-            continue
-        at = datetime.combine(day, time(), UTC)
-        body = {"type": "track", "userId": f"c{customer}", "event": "Order Completed",
-                "properties": {"revenue": dollars}, "messageId": f"cdnow-{customer}-{day}", "timestamp": at.isoformat()}
-        event = normalize(body, index=0, source_id="test", defaults=BatchDefaults(received_at=datetime.now(UTC)))
-        assert isinstance(event, Event)
-        events.append(event)
+    """CDNOW's calibration period, sent as events and folded."""
+    events = cdnow_events(until=CALIBRATION_END)
     for start in range(0, len(events), 2000):
         engine.log.append(events[start:start + 2000])
     engine.processor.run_until_caught_up()
@@ -97,6 +87,13 @@ def test_versions_roll_back_and_a_rollback_is_pinned(config: Config) -> None:
         assert line.startswith("clv: trained clv@3") and engine.models.active(CLV).label == "clv@3"
         c1 = engine.profiles.find("user_id:c1")
         assert engine.model_traits.of_profile(c1.id)["clv_model"] == "clv@3"
+        # A scoring that finds the customers moved flags the version; the next refresh retrains it at once.
+        assert not call("GET", "/v1/models/3/drift").json()["data"][0]["flagged"]
+        engine.models.record_drift(3, {"flagged": True, "score_psi": 0.4, "features": {}, "drifted_features": [],
+                                       "customers": 2357, "reference_customers": 2357})
+        line = refresh(engine, now=now_micros() + 62 * 1_000_000)
+        assert line.startswith("clv: trained clv@4")
+        assert call("GET", "/v1/models/99/drift").status_code == 404
 
 
 def test_the_models_cli(engine: Engine) -> None:
@@ -116,3 +113,16 @@ def test_the_models_cli(engine: Engine) -> None:
     scored = CliRunner().invoke(app, ["models", "score", "clv", "--store", store])
     assert scored.exit_code == 0 and "scored by clv@1" in scored.output
     assert CliRunner().invoke(app, ["models", "train", "lifetime", "--store", store]).exit_code == 2
+
+
+def test_a_retraining_that_cannot_happen_leaves_the_version_in_use_scoring(config: Config) -> None:
+    with Engine.open(replace(config, models_retrain=60.0)) as engine:
+        calibration_orders(engine)
+        first = train_clv(engine.state, engine.models, AS_OF)
+        engine.models.record_drift(first.id, {"flagged": True, "score_psi": 0.5, "features": {},
+                                              "drifted_features": [], "customers": 1, "reference_customers": 1})
+        engine.model_traits.reset()
+        engine.state.reset()  # the profiles are gone (a rebuild under way, say): nothing to train on
+        line = refresh(engine, now=now_micros() + 61 * 1_000_000)
+        assert line.startswith("clv: not retrained (BG/NBD needs at least 20 customers") and "by clv@1" in line
+        assert engine.models.active(CLV).id == first.id

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import numpy as np
+
+from persona.ingest.messages import BatchDefaults, normalize
+from persona.log.events import Event
 
 CALIBRATION_END = date(1997, 9, 30)  # the last day of week 39
 HOLDOUT_END = date(1998, 6, 30)      # the last day of week 78
@@ -61,3 +64,18 @@ def cdnow_sample() -> Cdnow:
         holdout_spend[i] = sum(v for _, v in holdout)
     transactions = [(customer, day, dollars) for (customer, day), dollars in sorted(daily.items())]
     return Cdnow(np.asarray(ids), x, t_x, T, m, holdout_x, holdout_spend, transactions)
+
+
+def cdnow_events(until: date | None = None) -> list[Event]:
+    """One `Order Completed` per customer and day (through `until`), at midnight UTC, user `c<id>`."""
+    events = []
+    for customer, day, dollars in cdnow_sample().transactions:
+        if until is not None and day > until:
+            continue
+        at = datetime.combine(day, time(), UTC)
+        body = {"type": "track", "userId": f"c{customer}", "event": "Order Completed",
+                "properties": {"revenue": dollars}, "messageId": f"cdnow-{customer}-{day}", "timestamp": at.isoformat()}
+        event = normalize(body, index=0, source_id="test", defaults=BatchDefaults(received_at=datetime.now(UTC)))
+        assert isinstance(event, Event)
+        events.append(event)
+    return events

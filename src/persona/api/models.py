@@ -25,6 +25,13 @@ def get_version(version: int, engine: Secret) -> Response:
     return json_response(engine.models.get(version).to_json())
 
 
+@router.get("/v1/models/{version}/drift", summary="Drift measured by its scorings, newest first: PSI of the "
+                                                 "scores and of each feature, and whether it is flagged for retraining")
+def drift(version: int, engine: Secret, limit: int = 10) -> Response:
+    engine.models.get(version)  # 404 if there is no such version
+    return json_response({"data": engine.models.drift(version, max(1, min(limit, 100)))})
+
+
 @router.post("/v1/models/{version}/activate", summary="Make this version the one in use (a rollback pins it)")
 def activate(version: int, engine: Secret) -> Response:
     return json_response(engine.models.activate(version).to_json())

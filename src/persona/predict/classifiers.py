@@ -31,6 +31,7 @@ from persona.errors import NotEnoughData
 from persona.jobs.store import ModelTraitStore
 from persona.log.events import iso, now_micros
 from persona.log.store import EventLog
+from persona.predict import drift
 from persona.predict.features import Events, aligned, features_as_of, labels, read_events
 from persona.predict.registry import ModelRegistry, ModelVersion
 from persona.profiles.sql import SQLStateStore
@@ -152,9 +153,11 @@ def train_classifier(log: EventLog, state: SQLStateStore, registry: ModelRegistr
     _check(validation, "validation")
     metrics = evaluate(fit(train, seed), validation, target)
     final = fit(validation, seed)
+    kept = drift.reference(validation.X, columns, final.predict_proba(validation.X)[:, 1])
     params = {"horizon_days": horizon_days, "label": target.says.format(horizon_days), "trait": target.trait,
               "churn_on": target.churn_on,
-              "columns": columns, "algorithm": "HistGradientBoostingClassifier + CalibratedClassifierCV"}
+              "columns": columns, "algorithm": "HistGradientBoostingClassifier + CalibratedClassifierCV",
+              "reference": kept}
     trained_on = {"cutoffs": [iso(early), iso(late)], "as_of": iso(at), "customers": len(validation.y),
                   "training_customers": len(train.y)}
     return registry.register(kind, params, metrics, columns, trained_on, blob=pickle.dumps(final))
@@ -165,10 +168,21 @@ class Scores:
     version: ModelVersion
     customers: int
     mean: float
+    drift: dict[str, Any] | None
 
     def summary(self) -> str:
         return (f"{self.customers:,} customers scored by {self.version.label}; mean "
-                f"{self.version.params['trait']} {self.mean:.3f}")
+                f"{self.version.params['trait']} {self.mean:.3f}" + drift_words(self.drift))
+
+
+def drift_words(report: dict[str, Any] | None) -> str:
+    if report is None:
+        return ""
+    words = f"; score PSI {report['score_psi']:.3f}"
+    if report["flagged"]:
+        words += " (drifted" + (f": {', '.join(report['drifted_features'][:3])}" if report["drifted_features"]
+                                else "") + "; flagged for retraining)"
+    return words
 
 
 def score_classifier(log: EventLog, state: SQLStateStore, traits: ModelTraitStore, registry: ModelRegistry,
@@ -189,4 +203,8 @@ def score_classifier(log: EventLog, state: SQLStateStore, traits: ModelTraitStor
     score = model.predict_proba(matrix)[:, 1] if len(customers) else np.zeros(0)
     traits.replace(version.kind, {pid: {target.trait: round(float(p), 4), f"{version.kind}_model": version.label}
                                   for pid, p in zip(customers, score, strict=True)})
-    return Scores(version, len(customers), float(score.mean()) if len(score) else 0.0)
+    report = None
+    if len(customers) and "reference" in version.params:
+        report = drift.measure(version.params["reference"], matrix, version.params["columns"], score)
+        registry.record_drift(version.id, report)
+    return Scores(version, len(customers), float(score.mean()) if len(score) else 0.0, report)

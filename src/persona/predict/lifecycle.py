@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from persona.errors import NotEnoughData, RequestError
 from persona.log.events import now_micros
-from persona.predict.registry import ModelVersion
+from persona.predict.registry import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
     from persona.engine import Engine
@@ -42,7 +42,7 @@ def score(engine: Engine, version: ModelVersion, now: int | None = None) -> str:
     if version.kind == "clv":
         from persona.predict.lifetime import score_clv
 
-        return score_clv(engine.state, engine.model_traits, version, now).summary()
+        return score_clv(engine.state, engine.model_traits, version, now, registry=engine.models).summary()
     from persona.predict.classifiers import score_classifier
 
     return score_classifier(engine.log, engine.state, engine.model_traits, engine.models, version, now).summary()
@@ -50,8 +50,9 @@ def score(engine: Engine, version: ModelVersion, now: int | None = None) -> str:
 
 def refresh(engine: Engine, now: int | None = None) -> str:
     """What the scheduled `models` job does, for each kind: train a new version when none is active,
-    or when the active one is the newest and older than `models_retrain` (0: never by itself; an
-    older version activated by hand stays pinned); then score with the active version."""
+    or when the active one is the newest and older than `models_retrain` or flagged by its last
+    drift measurement (0: never by itself; an older version activated by hand stays pinned); then
+    score with the active version."""
     at = now_micros() if now is None else now
     lines = []
     for kind in KINDS:
@@ -65,10 +66,20 @@ def refresh(engine: Engine, now: int | None = None) -> str:
 def _refresh_one(engine: Engine, kind: str, at: int) -> str:
     registry, retrain_after = engine.models, engine.config.models_retrain
     active, newest = registry.active(kind), next(iter(registry.versions(kind)), None)
-    stale = active is not None and retrain_after > 0 and newest is not None and newest.id == active.id \
-        and at / 1e6 - active.created_at >= retrain_after
+    stale = active is not None and retrain_after > 0 and newest is not None and newest.id == active.id and (
+        at / 1e6 - active.created_at >= retrain_after or _drifted(registry, active))
     trained = ""
     if active is None or stale:
-        active = train(engine, kind, at)
-        trained = f"trained {active.label}; "
+        try:
+            active = train(engine, kind, at)
+            trained = f"trained {active.label}; "
+        except NotEnoughData as exc:
+            if active is None:
+                raise
+            trained = f"not retrained ({exc.message}); "  # the version in use goes on scoring
     return trained + score(engine, active, at)
+
+
+def _drifted(registry: ModelRegistry, version: ModelVersion) -> bool:
+    last = registry.drift(version.id)
+    return bool(last and last[0]["flagged"])

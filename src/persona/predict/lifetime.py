@@ -23,6 +23,7 @@ import numpy as np
 
 from persona.jobs.store import ModelTraitStore
 from persona.log.events import iso, now_micros
+from persona.predict import drift
 from persona.predict.clv import BGNBD, GammaGamma, lifetime_value
 from persona.predict.registry import ModelRegistry, ModelVersion
 from persona.profiles.sql import SQLStateStore
@@ -87,8 +88,10 @@ def train_clv(state: SQLStateStore, registry: ModelRegistry, as_of: int | None =
         "mean_p_alive": round(float(bgnbd.p_alive(data.x, data.t_x, data.T).mean()), 4),
         "mean_order_value": round(spend.mean_spend, 2),
     }
+    value = lifetime_value(bgnbd, spend, data.x, data.t_x, data.T, data.m, horizon=YEAR_WEEKS)
     params = {"bgnbd": {"r": bgnbd.r, "alpha": bgnbd.alpha, "a": bgnbd.a, "b": bgnbd.b},
-              "gamma_gamma": {"p": spend.p, "q": spend.q, "gamma": spend.gamma}, "time_unit": "week"}
+              "gamma_gamma": {"p": spend.p, "q": spend.q, "gamma": spend.gamma}, "time_unit": "week",
+              "reference": drift.reference(_matrix(data), SUMMARY, value)}
     return registry.register(CLV, params, metrics, FEATURES, {"as_of": iso(data.as_of), "customers": len(data.ids)})
 
 
@@ -97,14 +100,17 @@ class Scored:
     version: ModelVersion
     customers: int
     total_clv_12m: float
+    drift: dict[str, Any] | None = None
 
     def summary(self) -> str:
+        from persona.predict.classifiers import drift_words
+
         return (f"{self.customers:,} customers scored by {self.version.label}; predicted 12-month value "
-                f"{self.total_clv_12m:,.0f} in all")
+                f"{self.total_clv_12m:,.0f} in all" + drift_words(self.drift))
 
 
 def score_clv(state: SQLStateStore, traits: ModelTraitStore, version: ModelVersion, as_of: int | None = None,
-              progress: Callable[[int], object] | None = None) -> Scored:
+              progress: Callable[[int], object] | None = None, registry: ModelRegistry | None = None) -> Scored:
     """Write every customer's scores from `version`, replacing what the `clv` job wrote before."""
     bgnbd, spend = models_of(version)
     data = customers(state, as_of, progress)
@@ -116,7 +122,18 @@ def score_clv(state: SQLStateStore, traits: ModelTraitStore, version: ModelVersi
               "predicted_clv_12m": round(float(v), 2), "clv_model": version.label}
         for pid, a, e, v in zip(data.ids, alive, soon, value, strict=True)}
     traits.replace(CLV, scores)
-    return Scored(version, len(scores), float(value.sum()))
+    report = None
+    if registry is not None and len(scores) and "reference" in version.params:
+        report = drift.measure(version.params["reference"], _matrix(data), SUMMARY, value)
+        registry.record_drift(version.id, report)
+    return Scored(version, len(scores), float(value.sum()), report)
+
+
+SUMMARY = ["repeat_orders", "weeks_to_last_order", "weeks_since_first_order", "average_order_value"]
+
+
+def _matrix(data: Customers) -> np.ndarray:
+    return np.column_stack([data.x, data.t_x, data.T, data.m]) if len(data.ids) else np.zeros((0, 4))
 
 
 def models_of(version: ModelVersion) -> tuple[BGNBD, GammaGamma]:

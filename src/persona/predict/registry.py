@@ -30,6 +30,8 @@ MIGRATIONS = [  # the state store
         "CREATE INDEX model_versions_kind ON model_versions (kind, id)",
         "CREATE TABLE model_active (kind TEXT PRIMARY KEY, version INTEGER NOT NULL, activated_at REAL NOT NULL,"
         " activated_by TEXT NOT NULL)",
+        "CREATE TABLE model_drift (version INTEGER NOT NULL, measured_at REAL NOT NULL, report TEXT NOT NULL,"
+        " PRIMARY KEY (version, measured_at))",
     ], postgres=[
         "CREATE TABLE model_versions (id BIGINT PRIMARY KEY, kind TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
         " trained_by TEXT NOT NULL, trained_on TEXT NOT NULL, features TEXT NOT NULL, metrics TEXT NOT NULL,"
@@ -37,6 +39,8 @@ MIGRATIONS = [  # the state store
         "CREATE INDEX model_versions_kind ON model_versions (kind, id)",
         "CREATE TABLE model_active (kind TEXT PRIMARY KEY, version BIGINT NOT NULL,"
         " activated_at DOUBLE PRECISION NOT NULL, activated_by TEXT NOT NULL)",
+        "CREATE TABLE model_drift (version BIGINT NOT NULL, measured_at DOUBLE PRECISION NOT NULL,"
+        " report TEXT NOT NULL, PRIMARY KEY (version, measured_at))",
     ]),
 ]
 
@@ -108,6 +112,25 @@ class ModelRegistry:
     def blob(self, version: int) -> bytes | None:
         row = self.db.query_one("SELECT blob FROM model_versions WHERE id = ?", (version,))
         return bytes(row[0]) if row and row[0] is not None else None
+
+    def record_drift(self, version: int, report: dict[str, Any]) -> None:
+        """Keep what a scoring measured (`predict/drift.py`); the last 100 per version stay."""
+        at = time.time()
+
+        def write(conn: Connection) -> None:
+            conn.execute("INSERT INTO model_drift VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                         (version, at, _text(report)))
+            conn.execute("DELETE FROM model_drift WHERE version = ? AND measured_at < (SELECT min(measured_at) FROM"
+                         " (SELECT measured_at FROM model_drift WHERE version = ? ORDER BY measured_at DESC LIMIT 100)"
+                         " AS newest)", (version, version))
+
+        self.db.write(write)
+
+    def drift(self, version: int, limit: int = 1) -> list[dict[str, Any]]:
+        """The newest drift reports of a version, newest first, each with `measured_at`."""
+        rows = self.db.query("SELECT measured_at, report FROM model_drift WHERE version = ? ORDER BY measured_at DESC"
+                             " LIMIT ?", (version, limit))
+        return [{"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r[0])), **_decode(r[1])} for r in rows]
 
     def versions(self, kind: str | None = None) -> list[ModelVersion]:
         """Newest first."""
