@@ -115,3 +115,21 @@ def test_what_cannot_be_learned_is_refused_with_the_reason(engine: Engine) -> No
     assert dataset(events, TARGETS["propensity"], end_of(workload) - 60 * DAY_US, 30).y.mean() < 0.2
     with pytest.raises(NotEnoughData, match="positive"):
         lifecycle.train(engine, "propensity", end_of(workload) + 365 * DAY_US)  # a year on: nobody orders after
+
+
+def test_a_refresh_reads_the_log_once_for_every_classifier(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from persona.predict import features
+
+    reads: list[int] = []
+    real = features.read_events
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lifecycle, "read_events", counted)
+    with Engine.open(replace(config, churn_days=30)) as engine:
+        workload = fill_shop(engine, customers=1200, days=120)
+        line = lifecycle.refresh(engine, end_of(workload))
+    assert "propensity: trained propensity@" in line and "churn: trained churn@" in line, line
+    assert len(reads) == 1  # two trainings and two scorings on one read of the log

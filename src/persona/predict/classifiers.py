@@ -137,14 +137,15 @@ def _check(data: Dataset, when: str) -> None:
 
 def train_classifier(log: EventLog, state: SQLStateStore, registry: ModelRegistry, kind: str,
                      horizon_days: int = 30, now: int | None = None, seed: int = 0, churn_on: str = "order",
-                     progress: Callable[[int], object] | None = None) -> ModelVersion:
-    """Backtest on two past cut-offs, refit on the later one, register (and activate) the version."""
+                     progress: Callable[[int], object] | None = None, events: Events | None = None) -> ModelVersion:
+    """Backtest on two past cut-offs, refit on the later one, register (and activate) the version.
+    `events`: the log already read up to `now` (one read serves every model of a refresh)."""
     target = TARGETS[kind]
     if kind == "churn" and churn_on == "activity":
         target = Target("churn", target.trait, "no activity in the next {} days (customers with an order)",
                         "activity")
     at = now_micros() if now is None else now
-    events = read_events(log, state, at, progress)
+    events = events if events is not None and events.until == at else read_events(log, state, at, progress)
     early, late = at - 2 * horizon_days * DAY_US, at - horizon_days * DAY_US
     train = dataset(events, target, early, horizon_days)
     _check(train, "training")
@@ -187,7 +188,7 @@ def drift_words(report: dict[str, Any] | None) -> str:
 
 def score_classifier(log: EventLog, state: SQLStateStore, traits: ModelTraitStore, registry: ModelRegistry,
                      version: ModelVersion, now: int | None = None,
-                     progress: Callable[[int], object] | None = None) -> Scores:
+                     progress: Callable[[int], object] | None = None, events: Events | None = None) -> Scores:
     """Score every customer the model is for as of now; replaces what this kind's job wrote before."""
     target = TARGETS[version.kind]
     blob = registry.blob(version.id)
@@ -195,7 +196,7 @@ def score_classifier(log: EventLog, state: SQLStateStore, traits: ModelTraitStor
         raise NotEnoughData(f"{version.label} keeps no fitted model")
     model = pickle.loads(blob)  # our own store's bytes, written by train_classifier
     at = now_micros() if now is None else now
-    events = read_events(log, state, at, progress)
+    events = events if events is not None and events.until == at else read_events(log, state, at, progress)
     features = features_as_of(events, at)
     keep = target.who(features.column("orders"))
     matrix = aligned(features, version.params["columns"])[keep]
