@@ -58,7 +58,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -67,10 +66,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.live import start_server
 
+from benchmarks.recommend_serving import append, track
 from persona.config import load_config
 from persona.engine import Engine
-from persona.ingest.messages import BatchDefaults, normalize
-from persona.log.events import Event, iso
+from persona.log.events import iso
 from persona.recommend.modelset import train
 from persona.recommend.placements import read_placements_file
 from persona.recommend.settings import TrainingSettings
@@ -195,18 +194,6 @@ def customer_messages(catalog: Catalog, first: int, last: int, seed: int, now: i
     return messages
 
 
-def track(user: str, name: str, properties: dict, at: int) -> dict:
-    return {"type": "track", "event": name, "userId": user, "properties": properties, "timestamp": iso(at)}
-
-
-def append(engine: Engine, messages: list[dict]) -> None:
-    """Through the library as ingest would."""
-    defaults = BatchDefaults(received_at=datetime.now(UTC))
-    for start in range(0, len(messages), 2000):
-        engine.log.append([e for i, m in enumerate(messages[start:start + 2000])
-                           if isinstance(e := normalize(m, index=i, source_id="bench", defaults=defaults), Event)])
-
-
 def build(data_dir: Path, profiles: int, items: int, seed: int) -> dict:
     """The store (catalog, definitions, customers folded, models trained, RFM and personas run once)
     and the placements file."""
@@ -222,7 +209,7 @@ def build(data_dir: Path, profiles: int, items: int, seed: int) -> dict:
         appended = 0
         for first in range(0, profiles, 10_000):
             messages = customer_messages(catalog, first, min(profiles, first + 10_000), seed, now)
-            append(engine, messages)
+            append(engine, messages, process=False)  # processed below, timed apart
             appended += len(messages)
         t["append_s"] = time.perf_counter() - started
         started = time.perf_counter()

@@ -95,13 +95,14 @@ def track(user: str, name: str, properties: dict, at: int) -> dict:
     return {"type": "track", "event": name, "userId": user, "properties": properties, "timestamp": iso(at)}
 
 
-def append(engine: Engine, messages: list[dict]) -> None:
-    """Through the library as ingest would, then folded."""
+def append(engine: Engine, messages: list[dict], process: bool = True) -> None:
+    """Through the library as ingest would, then folded (unless `process` is False)."""
     defaults = BatchDefaults(received_at=datetime.now(UTC))
     for start in range(0, len(messages), 2000):
         engine.log.append([e for i, m in enumerate(messages[start:start + 2000])
                            if isinstance(e := normalize(m, index=i, source_id="bench", defaults=defaults), Event)])
-    engine.processor.run_until_caught_up()
+    if process:
+        engine.processor.run_until_caught_up()
 
 
 def build(data_dir: Path, items: int, users: int, seed: int) -> dict:
