@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from persona.errors import AuthError, ConfigError
 from persona.segments.definitions import DefinitionError, parse_duration
+from persona.yamlfile import read_yaml
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE = 300  # seconds a receiver accepts between the timestamp and its clock, either way
@@ -156,13 +156,7 @@ def parse_destination(name: str, raw: Any, path: str, env: Mapping[str, str] | N
 
 def read_destinations_file(file: Path, env: Mapping[str, str] | None = None) -> dict[str, Destination]:
     """The YAML file a `destinations` setting would name: a mapping `destination name -> settings`."""
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except OSError as exc:
-        raise DestinationError(f"cannot read {file}: {exc.strerror}", field="destinations") from None
-    except yaml.YAMLError as exc:
-        raise DestinationError(f"{file}: not valid YAML: {exc}", field="destinations") from None
-    return parse_destinations(raw, env=env)
+    return parse_destinations(read_yaml(file, DestinationError, "destinations"), env=env)
 
 
 def _url(raw: Any, path: str) -> str:

@@ -173,17 +173,7 @@ class Scores:
 
     def summary(self) -> str:
         return (f"{self.customers:,} customers scored by {self.version.label}; mean "
-                f"{self.version.params['trait']} {self.mean:.3f}" + drift_words(self.drift))
-
-
-def drift_words(report: dict[str, Any] | None) -> str:
-    if report is None:
-        return ""
-    words = f"; score PSI {report['score_psi']:.3f}"
-    if report["flagged"]:
-        words += " (drifted" + (f": {', '.join(report['drifted_features'][:3])}" if report["drifted_features"]
-                                else "") + "; flagged for retraining)"
-    return words
+                f"{self.version.params['trait']} {self.mean:.3f}" + drift.words(self.drift))
 
 
 def score_classifier(log: EventLog, state: SQLStateStore, traits: ModelTraitStore, registry: ModelRegistry,

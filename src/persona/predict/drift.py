@@ -58,3 +58,14 @@ def measure(ref: dict[str, Any], matrix: np.ndarray, names: list[str], scores: n
     return {"score_psi": score, "features": features, "drifted_features": drifted,
             "flagged": score > RETRAIN_PSI or bool(drifted), "customers": len(scores),
             "reference_customers": ref["customers"]}
+
+def words(report: dict[str, Any] | None) -> str:
+    """`; score PSI 0.031`, and whether it drifted, for a scoring's log line."""
+    if report is None:
+        return ""
+    said = f"; score PSI {report['score_psi']:.3f}"
+    if report["flagged"]:
+        said += " (drifted" + (f": {', '.join(report['drifted_features'][:3])}" if report["drifted_features"]
+                               else "") + "; flagged for retraining)"
+    return said
+

@@ -103,10 +103,8 @@ class Scored:
     drift: dict[str, Any] | None = None
 
     def summary(self) -> str:
-        from persona.predict.classifiers import drift_words
-
         return (f"{self.customers:,} customers scored by {self.version.label}; predicted 12-month value "
-                f"{self.total_clv_12m:,.0f} in all" + drift_words(self.drift))
+                f"{self.total_clv_12m:,.0f} in all" + drift.words(self.drift))
 
 
 def score_clv(state: SQLStateStore, traits: ModelTraitStore, version: ModelVersion, as_of: int | None = None,

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from persona.catalog.items import Item, category_levels
 from persona.errors import RequestError
 from persona.recommend.models import Scored
 from persona.segments.definitions import DefinitionError, parse_duration
+from persona.yamlfile import read_yaml
 
 FIELDS = {"in_stock_only", "categories", "brands", "price_min", "price_max", "max_per_category",
           "exclude_purchased", "repurchase_after", "boost", "bury", "variants", "recommendations"}
@@ -117,12 +116,7 @@ def parse_placement(name: str, raw: Any, path: str) -> Placement:
 
 def read_placements_file(file: Path) -> dict[str, Any]:
     """The YAML file the `placements` setting names: `placement name -> rules`, checked, as written."""
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except OSError as exc:
-        raise PlacementError(f"cannot read {file}: {exc.strerror}", field="placements") from None
-    except yaml.YAMLError as exc:
-        raise PlacementError(f"{file}: not valid YAML: {exc}", field="placements") from None
+    raw = read_yaml(file, PlacementError, "placements")
     parse_placements(raw)
     return {str(name): {} if body is None else body for name, body in (raw or {}).items()}
 
