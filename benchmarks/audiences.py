@@ -63,7 +63,8 @@ def process(customers: int, seed: int, definitions: int, check: bool = False) ->
             announced = engine.log.count() - events
             checked = {}
             if check:  # the batch evaluator over the same store: how long, and does it agree
-                report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now_micros())
+                report = verify(engine.log, engine.state, engine.audiences, engine.definitions, engine.model_traits,
+                                now_micros())
                 checked = {"verify": {"profiles": report.profiles, "load_s": round(report.load_seconds, 1),
                                       "evaluate_s": round(report.evaluate_seconds, 2), "agrees": report.agrees,
                                       "left_out": report.left_out}}

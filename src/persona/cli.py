@@ -545,8 +545,8 @@ def segments_verify(data_dir: DataDir = None, config: ConfigFile = None, store: 
 
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
         task = bar.add_task("reading the log", total=engine.log.count())
-        report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now_micros(),
-                        progress=lambda n: bar.advance(task, n))
+        report = verify(engine.log, engine.state, engine.audiences, engine.definitions, engine.model_traits,
+                        now_micros(), progress=lambda n: bar.advance(task, n))
     table = Table("segment", "live members", "batch members", "disagree")
     for segment_id, (live, batch) in report.sizes.items():
         wrong = sum(1 for s, _, _ in report.segments if s == segment_id)

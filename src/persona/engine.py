@@ -124,13 +124,13 @@ class Engine:
         definitions = DefinitionStore(log_db, seen_events=event_log.event_names)
         audiences = AudienceStore(state_db, AUDIENCES)
         rec_models = ModelStore(state_db)
+        model_traits = ModelTraitStore(state_db)
 
         def audience_stage() -> AudienceStage:
-            return AudienceStage(event_log, state, audiences, definitions, config.identity,
+            return AudienceStage(event_log, state, audiences, definitions, config.identity, model_traits=model_traits,
                                  batch_size=config.batch_size, check_every=config.segment_time_check)
 
         journeys, journey_store = JourneyDefinitions(log_db, destinations), JourneyStore(state_db)
-        model_traits = ModelTraitStore(state_db)
         guards = Guards(SuppressionList(log_db), SendLog(state_db), config.guards)
 
         catalog, recommender = SQLCatalogStore(log_db), Recommender(rec_models)

@@ -126,3 +126,24 @@ def test_a_retraining_that_cannot_happen_leaves_the_version_in_use_scoring(confi
         line = refresh(engine, now=now_micros() + 61 * 1_000_000)
         assert line.startswith("clv: not retrained (BG/NBD needs at least 20 customers") and "by clv@1" in line
         assert engine.models.active(CLV).id == first.id
+
+
+def test_a_segment_on_p_alive_follows_each_scoring(engine: Engine) -> None:
+    engine.definitions.apply({"segment": [
+        {"id": "slipping", "where": {"trait": "p_alive", "lt": 0.5}},
+        {"id": "slipping_valuable", "where": {"all": [{"segment": "slipping"},
+                                                      {"trait": "predicted_clv_12m", "gt": 20}]}}]})
+    calibration_orders(engine)
+    version = train_clv(engine.state, engine.models, AS_OF)
+    sizes = []
+    for weeks in (0, 26):  # half a year on, with no new orders, fewer customers are likely alive
+        score_clv(engine.state, engine.model_traits, version, AS_OF + weeks * 7 * 86_400 * 1_000_000)
+        engine.processor.run_until_caught_up()
+        scores = engine.model_traits.values("p_alive")
+        clv = engine.model_traits.values("predicted_clv_12m")
+        slipping = {pid for pid, p in scores.items() if p < 0.5}
+        assert {pid for pid, _ in engine.audiences.members("slipping", "", 10_000)} == slipping
+        assert engine.audiences.sizes()["slipping_valuable"] == sum(1 for pid in slipping if clv[pid] > 20)
+        sizes.append(len(slipping))
+    assert 0 < sizes[0] < sizes[1]
+    assert engine.model_traits.changes(10) == []

@@ -154,7 +154,7 @@ def test_a_worker_killed_while_keeping_audiences_announces_nothing_twice(
     assert sum(map(len, members.values())) > 50
     check_announcements(engine, members)
     assert len(announcements(engine)) == len(set(announcements(engine)))
-    report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now_micros())
+    report = verify(engine.log, engine.state, engine.audiences, engine.definitions, engine.model_traits, now_micros())
     assert report.segments == [] and report.computed == [], (report.segments[:5], report.computed[:5])
     assert report.left_out < report.profiles // 10
 

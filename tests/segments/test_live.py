@@ -40,7 +40,7 @@ def processor(engine: Engine, clock: Clock) -> Processor:
     """The real processor, with an audience stage on the test's clock that checks time on every batch."""
     def stage() -> list[Any]:
         return [AudienceStage(engine.log, engine.state, engine.audiences, engine.definitions, engine.config.identity,
-                              batch_size=300, check_every=0, clock=clock)]
+                              model_traits=engine.model_traits, batch_size=300, check_every=0, clock=clock)]
 
     return Processor(engine.log, engine.state, engine.config.identity, batch_size=300, partitions=4,
                      followers=stage)

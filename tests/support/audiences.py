@@ -45,15 +45,19 @@ def shop_stream(rng: random.Random, n: int, *, users: int = 150, devices: int = 
 
 
 def reference(engine: Engine, now: int) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]]]:
-    """Every profile's segments and computed traits by the reference evaluator, from the log itself."""
+    """Every profile's segments and computed traits by the reference evaluator, from the log itself
+    (and the model traits)."""
     plan = Plan(*engine.definitions.parsed())
     members: dict[str, set[str]] = {}
     computed: dict[str, dict[str, Any]] = {}
-    for profile in engine.state.all_profiles():
+    profiles = engine.state.all_profiles()
+    scores = engine.model_traits.of_profiles(p.id for p in profiles)
+    for profile in profiles:
         seqs = [seq for _, seq in engine.state.timeline(profile.id, None, 1_000_000)]
         events = [EventFact(e.timestamp, e.seq, event_name(e), e.body.get("properties") or {})
                   for e in engine.log.get(seqs)]
-        members[profile.id], computed[profile.id] = expected(plan, profile.traits, events, now)
+        traits = {**scores.get(profile.id, {}), **profile.traits}  # model traits beneath the profile's own
+        members[profile.id], computed[profile.id] = expected(plan, traits, events, now)
     return members, computed
 
 
@@ -77,7 +81,7 @@ def announcements(engine: Engine) -> list[tuple[str, str, int, str]]:
 
 def check_batch(engine: Engine, now: int) -> None:
     """Incremental equals batch: the batch evaluator over the whole log agrees with the live state."""
-    report = verify(engine.log, engine.state, engine.audiences, engine.definitions, now)
+    report = verify(engine.log, engine.state, engine.audiences, engine.definitions, engine.model_traits, now)
     assert report.profiles == len(engine.state.all_profiles())
     assert report.left_out == 0
     assert report.segments == [] and report.computed == []

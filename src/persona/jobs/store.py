@@ -6,6 +6,10 @@
   customer who no longer qualifies loses the trait. Values are JSON. They are keyed by the
   profile (root) id the run saw: a profile merged away since keeps its traits under its
   old id until the next run.
+- `model_trait_changes`: each (profile, trait) whose value a run changed, added or dropped,
+  queued in the run's own transaction for the audience stage, which re-evaluates the
+  segments reading that trait and deletes the rows in its own commit. So a segment on a
+  score follows the score, and a crash in between re-evaluates rather than misses.
 - `scheduled_jobs`: per job, when it last started and on which runner, how it ended. The
   start is what runners claim compare-and-set (see `jobs/scheduler.py`).
 """
@@ -35,6 +39,12 @@ MIGRATIONS = [
         "CREATE TABLE scheduled_jobs (name TEXT PRIMARY KEY, started_at BIGINT NOT NULL, runner TEXT,"
         " finished_at BIGINT, duration DOUBLE PRECISION, summary TEXT, error TEXT)",
     ]),
+    Migration(310, "model trait changes the audience stage has yet to evaluate", [
+        "CREATE TABLE model_trait_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, profile_id TEXT NOT NULL,"
+        " name TEXT NOT NULL)",
+    ], postgres=[
+        "CREATE TABLE model_trait_changes (id BIGSERIAL PRIMARY KEY, profile_id TEXT NOT NULL, name TEXT NOT NULL)",
+    ]),
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -43,6 +53,7 @@ _TRAITS = Insert("model_traits", (("profile_id", "text"), ("name", "text"), ("jo
                                   ("updated_at", "bigint")),
                  "ON CONFLICT (profile_id, name) DO UPDATE SET job = excluded.job, value = excluded.value,"
                  " updated_at = excluded.updated_at")
+_CHANGED = Insert("model_trait_changes", (("profile_id", "text"), ("name", "text")))
 
 
 class ModelTraitStore:
@@ -50,16 +61,21 @@ class ModelTraitStore:
         self.db = db
 
     def replace(self, job: str, traits: dict[str, dict[str, Any]], updated_at: int | None = None) -> int:
-        """Make `traits` (profile id -> name -> value) all that `job` has written; returns rows written."""
+        """Make `traits` (profile id -> name -> value) all that `job` has written, and queue the
+        values that changed for the audience stage; returns rows written."""
         at = now_us() if updated_at is None else updated_at
-        rows = [(pid, name, job, _encode(value).decode(), at)
-                for pid, values in traits.items() for name, value in values.items()]
+        new = {(pid, name): _encode(value).decode() for pid, values in traits.items() for name, value in values.items()}
+        rows = [(pid, name, job, value, at) for (pid, name), value in new.items()]
         dialect = self.db.dialect
 
-        def write(conn: Connection) -> int:  # idempotent: a retry deletes and inserts the same again
+        def write(conn: Connection) -> int:  # idempotent: a retry finds nothing changed to queue
+            old = {(pid, name): value for pid, name, value in conn.execute(
+                "SELECT profile_id, name, value FROM model_traits WHERE job = ?", (job,)).fetchall()}
+            changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
             conn.execute("DELETE FROM model_traits WHERE job = ?", (job,))
-            for start in range(0, len(rows), 50_000):
-                _TRAITS.run(conn, dialect, rows[start:start + 50_000])
+            for insert, items in ((_TRAITS, rows), (_CHANGED, changed)):
+                for start in range(0, len(items), 50_000):
+                    insert.run(conn, dialect, items[start:start + 50_000])
             return len(rows)
 
         return int(self.db.write(write))
@@ -84,12 +100,32 @@ class ModelTraitStore:
         rows = self.db.query("SELECT profile_id, value FROM model_traits WHERE name = ?", (name,))
         return {pid: _decode(value) for pid, value in rows}
 
+    def changes(self, limit: int) -> list[tuple[int, str, str]]:
+        """The oldest queued changes: (id, profile id, trait name)."""
+        rows = self.db.query("SELECT id, profile_id, name FROM model_trait_changes ORDER BY id LIMIT ?", (limit,))
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def count(self, job: str) -> int:
         row = self.db.query_one("SELECT count(DISTINCT profile_id) FROM model_traits WHERE job = ?", (job,))
         return int(row[0]) if row else 0
 
     def reset(self) -> None:
-        self.db.write(lambda conn: conn.execute("DELETE FROM model_traits"))
+        def write(conn: Connection) -> None:
+            conn.execute("DELETE FROM model_traits")
+            conn.execute("DELETE FROM model_trait_changes")
+
+        self.db.write(write)
+
+
+def forget_changes(conn: Connection, dialect: str, ids: list[int], read: frozenset[str] | None = None) -> None:
+    """Delete queued changes once evaluated, in the transaction that commits their evaluation;
+    with `read`, also every change of a trait not in it (no segment reads it: nothing to do)."""
+    for chunk in chunks(ids, chunk_size(dialect)):
+        clause, params = where_in(dialect, "id", chunk)
+        conn.execute(f"DELETE FROM model_trait_changes WHERE {clause}", params)
+    if read is not None:
+        clause, params = where_in(dialect, "name", sorted(read)) if read else ("false", [])
+        conn.execute(f"DELETE FROM model_trait_changes WHERE NOT ({clause})", params)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from persona.segments.definitions import (
     aggregates_of,
     check_references,
     depends_on,
+    traits_used,
 )
 from persona.segments.evaluate import MICROS, MISSING, compare, lookup, passes, reduce
 
@@ -107,7 +108,8 @@ class Plan:
             self._reads[s.id] = _reads(s.where)
         self._affected: dict[frozenset[str], tuple[set[str], list[str]]] = {}
         self._timed = frozenset(self.inputs)  # what time can change: any aggregate's window
-        self.reads_traits = any(TRAITS in reads for reads in self._reads.values())
+        self.traits_read = frozenset(t for s in segments for t in traits_used(s.where))
+        self.reads_traits = bool(self.traits_read)
         self.fingerprint = hashlib.blake2b(msgspec.json.encode(
             [sorted(map(repr, computed)), sorted(map(repr, segments))]), digest_size=8).hexdigest()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from persona.jobs.store import forget_changes
 from persona.profiles.sql import move_checkpoints
 from persona.segments.live import AudienceState
 from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, where_in
@@ -68,6 +69,8 @@ class AudienceChanges:
     plan: tuple[str, list[str]] | None = None                      # (fingerprint, input keys) now built for
     history_at: int | None = None                                  # record every segment's size at this time
     checkpoint: tuple[int, int] | None = None                      # (read, new) of the stage's checkpoint
+    score_changes: list[int] = field(default_factory=list)         # queued model trait changes evaluated
+    scores_read: frozenset[str] | None = None                      # drop queued changes of other traits
 
     def join(self, segment_id: str, profile_id: str, since: int) -> None:
         self.left.discard((segment_id, profile_id))
@@ -167,6 +170,7 @@ class AudienceStore:
                 conn.execute("INSERT INTO audience_plan VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE"
                              " SET fingerprint = excluded.fingerprint, inputs = excluded.inputs",
                              (fingerprint, msgspec.json.encode(sorted(inputs)).decode()))
+            forget_changes(conn, dialect, changes.score_changes, changes.scores_read)
             if changes.history_at is not None:
                 conn.execute("INSERT INTO segment_size_history SELECT segment_id, ?, size FROM segment_sizes"
                              " WHERE true ON CONFLICT DO NOTHING", (changes.history_at,))

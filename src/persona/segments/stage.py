@@ -16,6 +16,12 @@ replay of the log (`persona rebuild`) knows what was announced and announces onl
 has changed since. The events resolve to the profile like any other, so they count on it
 and triggers consume them.
 
+A trait condition reads the profile's traits with its model traits (scores) beneath them, as
+journeys and decisions do. When a scheduled job changes a model trait, the change is queued
+in the job's own transaction (`jobs/store.py`); the stage re-evaluates the segments reading
+traits for those profiles and deletes the queued rows in its commit, so a segment such as
+`churn_probability > 0.7` follows each scoring.
+
 When definitions change, every profile is re-evaluated (a sweep); if they read events no
 earlier definition read, the stage first re-reads the log from the start to fill the new
 inputs, evaluating nothing until it is back where it was.
@@ -31,6 +37,7 @@ from typing import Any
 import msgspec
 
 from persona.identity.rules import IdentityRules
+from persona.jobs.store import ModelTraitStore
 from persona.log.events import Event, iso, now_micros
 from persona.log.store import EventLog
 from persona.profiles.history import raw_body
@@ -49,6 +56,7 @@ SEGMENT_ENTERED = "Segment Entered"
 SEGMENT_EXITED = "Segment Exited"
 PLAN_EVERY = 1.0  # seconds between looks at the definitions
 _EVERYTHING = frozenset({EVERYTHING})
+_TRAITS = frozenset({TRAITS})
 _decode = msgspec.json.Decoder().decode
 
 
@@ -56,10 +64,12 @@ class AudienceStage:
     name = AUDIENCES
 
     def __init__(self, log_: EventLog, state: SQLStateStore, audiences: AudienceStore, definitions: DefinitionStore,
-                 rules: IdentityRules, *, batch_size: int = 2000, check_every: float = 60.0,
-                 clock: Callable[[], int] = now_micros, max_cached: int = 100_000) -> None:
+                 rules: IdentityRules, *, model_traits: ModelTraitStore | None = None, batch_size: int = 2000,
+                 check_every: float = 60.0, clock: Callable[[], int] = now_micros,
+                 max_cached: int = 100_000) -> None:
         self.log = log_
         self.state = state
+        self.model_traits = model_traits
         self.audiences = audiences
         self.definitions = definitions
         self.rules = rules
@@ -99,6 +109,7 @@ class AudienceStage:
             done, through = self._follow_log(changes, now)
             if self._evaluating:
                 done += self._sweep_or_check(changes, now)
+                done += self._follow_scores(changes, now)
             if done or through != self.position:
                 self._commit(changes, through)
             return done
@@ -263,12 +274,30 @@ class AudienceStage:
         self._evaluate(dict.fromkeys(live, frozenset(self.plan.inputs)), changes, now)
         return len(ids)
 
+    def _follow_scores(self, changes: AudienceChanges, now: int) -> int:
+        """Re-evaluate the profiles whose model traits a job changed, for the segments reading traits."""
+        if self.model_traits is None:
+            return 0
+        queued = self.model_traits.changes(self.batch_size)
+        read = self.plan.traits_read
+        changes.score_changes = [row_id for row_id, _, name in queued if name in read]
+        if len(changes.score_changes) < len(queued):
+            changes.scores_read = read  # the commit drops every queued change of a trait nothing reads
+        ids = {pid for _, pid, name in queued if name in read}
+        if ids:
+            roots = self.state.roots(ids)  # traits are kept under the id their job saw
+            live = {roots[pid] for pid in ids if pid in roots} - changes.removed
+            self.cache.update(self.audiences.states(live - self.cache.keys()))
+            # A profile the stage has not reached yet is evaluated when its events are.
+            self._evaluate({pid: _TRAITS for pid in live if pid in self.cache}, changes, now)
+        return len(queued)
+
     def _evaluate(self, dirty: dict[str, frozenset[str]], changes: AudienceChanges, now: int) -> None:
         if not dirty:
             return
         plan = self.plan
         reading = [pid for pid, reasons in dirty.items() if plan.needs_traits(self.cache[pid], now, reasons)]
-        traits = {pid: p.traits for pid, p in self.state.combined(reading).items()} if reading else {}
+        traits = self._traits(reading) if reading else {}
         announce: list[tuple[str, Transition]] = []
         for pid, reasons in dirty.items():
             state = self.cache[pid]
@@ -289,6 +318,11 @@ class AudienceStage:
             changes.states[pid] = state
         if announce:
             self._announce(announce, now)
+
+    def _traits(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """What trait conditions read: each profile's traits, over its model traits."""
+        scores = self.model_traits.of_profiles(ids) if self.model_traits is not None else {}
+        return {pid: {**scores.get(pid, {}), **p.traits} for pid, p in self.state.combined(ids).items()}
 
     def _announce(self, transitions: list[tuple[str, Transition]], now: int) -> None:
         """Append the transitions to the log (before the state that counts them commits)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from persona.jobs.store import ModelTraitStore
 from persona.log.store import EventLog
 from persona.profiles.history import folded_events, raw_body
 from persona.profiles.sql import SQLStateStore
@@ -25,9 +26,10 @@ from persona.segments.sql import AudienceStore
 from persona.segments.store import DefinitionStore
 
 
-def from_store(log: EventLog, state: SQLStateStore, definitions: DefinitionStore,
+def from_store(log: EventLog, state: SQLStateStore, definitions: DefinitionStore, model_traits: ModelTraitStore,
                progress: Callable[[int], None] | None = None) -> BatchEvaluator:
-    """A batch evaluator for the stored definitions, loaded with every folded event and profile."""
+    """A batch evaluator for the stored definitions, loaded with every folded event and profile
+    (its traits over its model traits, as the live stage reads them)."""
     evaluator = BatchEvaluator(*definitions.parsed())
 
     def rows() -> Any:
@@ -40,7 +42,9 @@ def from_store(log: EventLog, state: SQLStateStore, definitions: DefinitionStore
             if progress is not None:
                 progress(len(batch))
 
-    profiles = {p.id: p.traits for p in state.all_profiles()}
+    traits = {p.id: p.traits for p in state.all_profiles()}
+    scores = model_traits.of_profiles(traits)
+    profiles = {pid: {**scores.get(pid, {}), **own} for pid, own in traits.items()}
     evaluator.load(evaluator.event_batches(rows()), evaluator.profile_table(profiles))
     return evaluator
 
@@ -69,10 +73,10 @@ class Verification:
 
 
 def verify(log: EventLog, state: SQLStateStore, audiences: AudienceStore, definitions: DefinitionStore,
-           now: int, progress: Callable[[int], None] | None = None) -> Verification:
+           model_traits: ModelTraitStore, now: int, progress: Callable[[int], None] | None = None) -> Verification:
     report = Verification(now=now)
     started = time.perf_counter()
-    evaluator = from_store(log, state, definitions, progress)
+    evaluator = from_store(log, state, definitions, model_traits, progress)
     report.load_seconds = time.perf_counter() - started
     result: BatchResult = evaluator.evaluate(now)
     report.evaluate_seconds = result.seconds
