@@ -19,7 +19,7 @@ from persona.access.keys import KeyKind
 from persona.config import SETTINGS, Config, load_config
 from persona.engine import Engine
 from persona.errors import PersonaError
-from persona.log.events import to_micros
+from persona.log.events import now_micros, to_micros
 
 app = typer.Typer(help="persona: self-hosted real-time customer data and personalization engine.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -540,7 +540,6 @@ def segments_list(data_dir: DataDir = None, config: ConfigFile = None, store: St
 def segments_verify(data_dir: DataDir = None, config: ConfigFile = None, store: Store = None) -> None:
     """Recompute every segment and computed trait from the log (batch) and compare with the live state; exit 1
     if they disagree."""
-    from persona.segments.stage import now_micros
     from persona.segments.verify import verify
 
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine, _progress() as bar:
@@ -602,10 +601,16 @@ def _kind(kind: str) -> str:
     return kind
 
 
+AsOf = Annotated[str | None, typer.Option("--as-of", help="Train or score as of the start of this day (UTC), "
+                                                          "YYYY-MM-DD, seeing nothing after it (a backtest); "
+                                                          "default: now.")]
+
+
 @models_app.command("train")
 def models_train(
     kind: ModelKind,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Score every customer with it after.")] = True,
+    as_of: AsOf = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
     store: Store = None,
@@ -617,20 +622,22 @@ def models_train(
 
     _kind(kind)
     with Engine.open(_config(data_dir=data_dir, config=config, store=store)) as engine:
+        now = _as_of_micros(as_of)
+        events = _read_log_for(engine, kind, now)  # read once, for the training and the scoring
         try:
             with console.status(f"training {kind}"):
-                version = lifecycle.train(engine, kind)
+                version = lifecycle.train(engine, kind, now, events)
         except NotEnoughData as exc:
             console.print(f"[red]not trained:[/red] {exc.message}")
             raise typer.Exit(1) from None
         _show_version(version.to_json())
         if score:
             with console.status("scoring"):
-                console.print(lifecycle.score(engine, version))
+                console.print(lifecycle.score(engine, version, now, events))
 
 
 @models_app.command("score")
-def models_score(kind: ModelKind, data_dir: DataDir = None, config: ConfigFile = None,
+def models_score(kind: ModelKind, as_of: AsOf = None, data_dir: DataDir = None, config: ConfigFile = None,
                  store: Store = None) -> None:
     """Score every customer with the active version (what the scheduled job does between trainings)."""
     from persona.predict import lifecycle
@@ -641,8 +648,26 @@ def models_score(kind: ModelKind, data_dir: DataDir = None, config: ConfigFile =
         if version is None:
             console.print(f"[red]no {kind} model is trained yet:[/red] run `persona models train {kind}`")
             raise typer.Exit(1)
+        now = _as_of_micros(as_of)
+        events = _read_log_for(engine, kind, now)
         with console.status(f"scoring with {version.label}"):
-            console.print(lifecycle.score(engine, version))
+            console.print(lifecycle.score(engine, version, now, events))
+
+
+def _as_of_micros(as_of: str | None) -> int:
+    day = _day_option(as_of, "--as-of")
+    return now_micros() if day is None else to_micros(datetime.combine(day, datetime.min.time(), UTC))
+
+
+def _read_log_for(engine: Engine, kind: str, now: int) -> Any:
+    """The classifiers' pass over the log, with a progress bar (lifetime value reads profiles only)."""
+    if kind == "clv":
+        return None
+    from persona.predict.features import read_events
+
+    with _progress() as bar:
+        task = bar.add_task("reading the log", total=engine.log.count())
+        return read_events(engine.log, engine.state, now, progress=lambda n: bar.update(task, completed=n))
 
 
 @models_app.command("evaluate")

@@ -101,6 +101,13 @@ def test_propensity_and_churn_train_beat_recency_and_score_every_customer(config
         assert "propensity@1" in listed.output and "churn@2" in listed.output
         shown = CliRunner().invoke(app, ["models", "drift", "propensity", "--store", store])
         assert shown.exit_code == 0 and "score PSI" in shown.output and "recency_days" in shown.output
+        day = from_micros(now).date().isoformat()
+        trained = CliRunner().invoke(app, ["models", "train", "propensity", "--as-of", day, "--store", store])
+        assert trained.exit_code == 0, trained.output
+        assert "propensity@3" in trained.output and "1,200 customers scored by propensity@3" in trained.output
+        assert engine.models.get(3).metrics == propensity.metrics  # the same data as of the same day
+        bad = CliRunner().invoke(app, ["models", "score", "churn", "--as-of", "yesterday", "--store", store])
+        assert bad.exit_code == 2 and "not a date" in bad.output
 
 
 def test_what_cannot_be_learned_is_refused_with_the_reason(engine: Engine) -> None:
