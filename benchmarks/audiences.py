@@ -4,6 +4,7 @@ exits are announced.
     python benchmarks/audiences.py cost --customers 20000 --definitions 50 [--verify]
     python benchmarks/audiences.py expiry --profiles 100000 --check-every 5
     python benchmarks/audiences.py expiry --profiles 100000 --check-every 60 --window 150
+    python benchmarks/audiences.py scores --profiles 100000
 
 `cost` fills a fresh embedded store with the seeded synthetic shop, then processes it from
 nothing (identity, folds and the audience stage, in-process) twice: with no definitions,
@@ -17,6 +18,12 @@ a minute, and one segment `viewed in the last --window seconds` (30; longer than
 interval, or profiles enter and leave between two checks unseen); it runs the audience stage on the
 real clock until every profile has left, and reports the delay between each window's end
 and its `Segment Exited` (p50, p99, max) against the check interval.
+
+`scores` gives `--profiles` profiles one identify each and a segment on a model trait
+(`churn_probability >= 0.7`), then writes that trait for every profile as a scoring job does
+(`ModelTraitStore.replace`, which queues what changed) and times the write and how long the
+audience stage takes to bring the segment up to date; then a second scoring that moves a
+tenth of the customers, and a third that changes only a trait no segment reads.
 """
 
 from __future__ import annotations
@@ -123,6 +130,48 @@ def expiry(args: argparse.Namespace) -> dict:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def scores(args: argparse.Namespace) -> dict:
+    data_dir = Path(tempfile.mkdtemp(prefix="persona-scores-"))
+    rng = random.Random(args.seed)
+    try:
+        with Engine.open(load_config(env={}, data_dir=data_dir)) as engine:
+            engine.definitions.apply({"segment": [{"id": "at_risk", "where": {"trait": "churn_probability",
+                                                                              "gte": 0.7}}]})
+            defaults = BatchDefaults(received_at=datetime.now(UTC))
+            for first in range(0, args.profiles, 5000):
+                batch = [normalize({"type": "identify", "userId": f"u{i}", "messageId": f"identify-{i}",
+                                    "traits": {"plan": "pro"}}, index=0, source_id="bench", defaults=defaults)
+                         for i in range(first, min(first + 5000, args.profiles))]
+                engine.log.append([e for e in batch if isinstance(e, Event)])
+            engine.processor.run_until_caught_up()
+            ids = [p.id for p in engine.state.all_profiles()]
+            churn = {pid: round(rng.random(), 4) for pid in ids}
+            rounds = []
+            for name, job, trait, moved in (("every customer scored", "churn", "churn_probability", len(ids)),
+                                            ("a tenth rescored", "churn", "churn_probability", len(ids) // 10),
+                                            ("a trait no segment reads", "clv", "p_alive", len(ids))):
+                if trait == "churn_probability":
+                    for pid in rng.sample(ids, moved):
+                        churn[pid] = round(rng.random(), 4)
+                    values = {pid: {trait: v} for pid, v in churn.items()}
+                else:
+                    values = {pid: {trait: round(rng.random(), 4)} for pid in ids}
+                announced = engine.log.count()
+                started = time.perf_counter()
+                engine.model_traits.replace(job, values)
+                written = time.perf_counter() - started
+                started = time.perf_counter()
+                engine.processor.run_until_caught_up()
+                followed = time.perf_counter() - started
+                size = engine.audiences.sizes().get("at_risk", 0)
+                assert size == sum(1 for v in churn.values() if v >= 0.7)
+                rounds.append({"round": name, "write_s": round(written, 2), "segment_updated_s": round(followed, 2),
+                               "announced": engine.log.count() - announced, "members": size})
+        return {"profiles": args.profiles, "rounds": rounds}
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,8 +184,11 @@ def main() -> None:
     measure_expiry.add_argument("--profiles", type=int, default=100_000)
     measure_expiry.add_argument("--check-every", type=float, default=60.0)
     measure_expiry.add_argument("--window", type=int, default=30, help="seconds a view keeps a profile in the segment")
+    measure_scores = commands.add_parser("scores", help="a segment on a model trait following a scoring")
+    measure_scores.add_argument("--profiles", type=int, default=100_000)
+    measure_scores.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    result = cost(args) if args.command == "cost" else expiry(args)
+    result = {"cost": cost, "expiry": expiry, "scores": scores}[args.command](args)
     result["machine"] = f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}"
     result["date"] = time.strftime("%Y-%m-%d")
     print(json.dumps(result, indent=2))

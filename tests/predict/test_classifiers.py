@@ -71,9 +71,13 @@ def test_propensity_and_churn_train_beat_recency_and_score_every_customer(config
         calibration = m["calibration"]
         assert abs(np.mean([c["mean_score"] for c in calibration]) - np.mean([c["observed"] for c in calibration])) \
             < 0.05  # calibrated: scores mean what they say on average
-        cutoffs = propensity.trained_on["cutoffs"]
-        assert cutoffs == [from_micros(now - 60 * DAY_US).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                           from_micros(now - 30 * DAY_US).strftime("%Y-%m-%dT%H:%M:%S.000Z")]
+        def day(days_ago: int) -> str:
+            return from_micros(now - days_ago * DAY_US).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+        trained_on = propensity.trained_on
+        assert trained_on["training_cutoffs"] == [day(60), day(90)]  # day 120 is the shop's first: nobody yet
+        assert trained_on["validation_cutoff"] == day(30)
+        assert trained_on["training_rows"] > trained_on["customers"]  # the same customers at two ages
         line = lifecycle.score(engine, propensity, now)
         assert "1,200 customers scored by propensity@1" in line
         scores = engine.model_traits.values("purchase_propensity_30d")

@@ -7,11 +7,15 @@
 
 Training needs two cut-offs in the past (`predict/features.py`): the model is fitted on the
 customers as of `now - 2 x horizon`, labelled by the horizon after, and validated on those as
-of `now - horizon`, labelled by what happened since. The validation's figures are the version's
-metrics: ROC-AUC and PR-AUC, the Brier score, calibration by decile of the score, lift and
-cumulative gain by decile, and the ROC-AUC of recency alone on the same customers (the baseline
-to beat). The version kept is then refitted on the later cut-off, the most recent data with a
-known outcome, and scores every customer as of now.
+of `now - horizon`, labelled by what happened since. The training rows are stacked from up to
+three cut-offs a horizon apart (`now - 2, 3, 4 x horizon`, those the log reaches back to): the
+same customers at other ages, since tenure and recency move from one cut-off to the next and
+trees do not extrapolate (+0.015 ROC-AUC on the synthetic shop and on CDNOW). The
+validation's figures are the version's metrics: ROC-AUC and PR-AUC, the Brier score,
+calibration by decile of the score, lift and cumulative gain by decile, and the ROC-AUC of
+recency alone on the same customers (the baseline to beat). The version kept is then refitted
+on the cut-offs one horizon later, the most recent data with a known outcome, and scores every
+customer as of now.
 
 The trees are scikit-learn's HistGradientBoostingClassifier (missing values are native: days
 between orders of a one-order customer), calibrated by isotonic regression (sigmoid below 1,000
@@ -39,6 +43,7 @@ from persona.profiles.sql import SQLStateStore
 DAY_US = 86_400 * 1_000_000
 MIN_CUSTOMERS = 200   # per cut-off
 MIN_PER_CLASS = 20    # customers of each outcome, per cut-off
+STACKED_CUTOFFS = 3   # training cut-offs, a horizon apart
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,13 @@ def dataset(events: Events, target: Target, cutoff: int, horizon_days: int, colu
     keep = target.who(orders)
     return Dataset([pid for pid, k in zip(features.customers, keep, strict=True) if k], matrix[keep],
                    target.label(ordered, active)[keep], features.column("recency_days")[keep])
+
+
+def stacked(events: Events, target: Target, cutoffs: list[int], horizon_days: int, columns: list[str]) -> Dataset:
+    """The datasets at several cut-offs as one."""
+    parts = [dataset(events, target, c, horizon_days, columns) for c in cutoffs]
+    return Dataset([pid for part in parts for pid in part.customers], np.vstack([part.X for part in parts]),
+                   np.concatenate([part.y for part in parts]), np.concatenate([part.recency_days for part in parts]))
 
 
 def fit(data: Dataset, seed: int = 0) -> Any:
@@ -146,21 +158,25 @@ def train_classifier(log: EventLog, state: SQLStateStore, registry: ModelRegistr
                         "activity")
     at = now_micros() if now is None else now
     events = events if events is not None and events.until == at else read_events(log, state, at, progress)
-    early, late = at - 2 * horizon_days * DAY_US, at - horizon_days * DAY_US
-    train = dataset(events, target, early, horizon_days)
-    _check(train, "training")
+    horizon = horizon_days * DAY_US
+    early, late = at - 2 * horizon, at - horizon
     columns = [c.name for c in features_as_of(events, early).columns]
+    timestamps = np.frombuffer(events.arrays.timestamp, dtype=np.int64)
+    first = int(timestamps.min()) if len(timestamps) else at
+    cutoffs = [c for c in (early - i * horizon for i in range(STACKED_CUTOFFS)) if c > first] or [early]
+    train = stacked(events, target, cutoffs, horizon_days, columns)
+    _check(train, "training")
     validation = dataset(events, target, late, horizon_days, columns)
     _check(validation, "validation")
     metrics = evaluate(fit(train, seed), validation, target)
-    final = fit(validation, seed)
+    final = fit(stacked(events, target, [c + horizon for c in cutoffs], horizon_days, columns), seed)
     kept = drift.reference(validation.X, columns, final.predict_proba(validation.X)[:, 1])
     params = {"horizon_days": horizon_days, "label": target.says.format(horizon_days), "trait": target.trait,
               "churn_on": target.churn_on,
               "columns": columns, "algorithm": "HistGradientBoostingClassifier + CalibratedClassifierCV",
               "reference": kept}
-    trained_on = {"cutoffs": [iso(early), iso(late)], "as_of": iso(at), "customers": len(validation.y),
-                  "training_customers": len(train.y)}
+    trained_on = {"training_cutoffs": [iso(c) for c in cutoffs], "validation_cutoff": iso(late), "as_of": iso(at),
+                  "customers": len(validation.y), "training_rows": len(train.y)}
     return registry.register(kind, params, metrics, columns, trained_on, blob=pickle.dumps(final))
 
 
