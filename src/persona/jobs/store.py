@@ -71,7 +71,7 @@ class ModelTraitStore:
         def write(conn: Connection) -> int:  # idempotent: a retry finds nothing changed to queue
             old = {(pid, name): value for pid, name, value in conn.execute(
                 "SELECT profile_id, name, value FROM model_traits WHERE job = ?", (job,)).fetchall()}
-            changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+            changed = [key for key in old.keys() | new.keys() if old.get(key) != new.get(key)]
             conn.execute("DELETE FROM model_traits WHERE job = ?", (job,))
             for insert, items in ((_TRAITS, rows), (_CHANGED, changed)):
                 for start in range(0, len(items), 50_000):
