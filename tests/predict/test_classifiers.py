@@ -83,6 +83,9 @@ def test_propensity_and_churn_train_beat_recency_and_score_every_customer(config
         scores = engine.model_traits.values("purchase_propensity_30d")
         assert len(scores) == 1200 and all(0 <= p <= 1 for p in scores.values())
         assert set(engine.model_traits.values("propensity_model").values()) == {"propensity@1"}
+        ranks = engine.model_traits.values("purchase_propensity_30d_percentile")
+        most, least = max(scores, key=scores.__getitem__), min(scores, key=scores.__getitem__)
+        assert set(ranks) == set(scores) and ranks[most] == 100 and ranks[least] < 10
         [drift] = engine.models.drift(propensity.id)  # measured by the scoring, against the training customers
         assert set(drift["features"]) == set(propensity.params["columns"]) and drift["customers"] == 1200
         assert 0 <= drift["score_psi"] < 1 and isinstance(drift["flagged"], bool)

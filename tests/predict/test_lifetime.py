@@ -54,6 +54,11 @@ def test_training_on_profiles_reproduces_the_papers_estimates_and_scores_every_c
     traits = engine.model_traits.of_profile(first.id)
     assert traits["clv_model"] == "clv@1"
     assert 0 < traits["p_alive"] <= 1 and traits["expected_orders_90d"] > 0 and traits["predicted_clv_12m"] > 0
+    values, ranks = engine.model_traits.values("predicted_clv_12m"), engine.model_traits.values(
+        "predicted_clv_12m_percentile")
+    assert set(ranks.values()) <= set(range(1, 101)) and max(ranks.values()) == 100
+    top = sorted(values, key=values.__getitem__)[-236:]  # the top tenth by value is the 91st to 100th percentile
+    assert all(ranks[pid] > 90 for pid in top)
     once = engine.profiles.find("user_id:c2")  # one repeat order, early: less likely alive than c1
     assert engine.model_traits.of_profile(once.id)["p_alive"] < traits["p_alive"]
     assert engine.model_traits.count(CLV) == 2357

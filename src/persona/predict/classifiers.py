@@ -37,6 +37,7 @@ from persona.log.events import iso, now_micros
 from persona.log.store import EventLog
 from persona.predict import drift
 from persona.predict.features import Events, aligned, features_as_of, labels, read_events
+from persona.predict.ranking import percentiles
 from persona.predict.registry import ModelRegistry, ModelVersion
 from persona.profiles.sql import SQLStateStore
 
@@ -208,8 +209,9 @@ def score_classifier(log: EventLog, state: SQLStateStore, traits: ModelTraitStor
     matrix = aligned(features, version.params["columns"])[keep]
     customers = [pid for pid, k in zip(features.customers, keep, strict=True) if k]
     score = model.predict_proba(matrix)[:, 1] if len(customers) else np.zeros(0)
-    traits.replace(version.kind, {pid: {target.trait: round(float(p), 4), f"{version.kind}_model": version.label}
-                                  for pid, p in zip(customers, score, strict=True)})
+    traits.replace(version.kind, {pid: {target.trait: round(float(p), 4), f"{target.trait}_percentile": int(rank),
+                                        f"{version.kind}_model": version.label}
+                                  for pid, p, rank in zip(customers, score, percentiles(score), strict=True)})
     report = None
     if len(customers) and "reference" in version.params:
         report = drift.measure(version.params["reference"], matrix, version.params["columns"], score)

@@ -10,7 +10,8 @@ order's value apart).
 
 Scores (model traits, job `clv`, on every customer with an order):
 `p_alive`, `expected_orders_90d`, `predicted_clv_12m` (expected orders in the next 52 weeks x
-expected order value, undiscounted), `clv_model` (the version that made them, `clv@3`).
+expected order value, undiscounted) and its percentile among the customers scored
+(`predicted_clv_12m_percentile`, 1-100), `clv_model` (the version that made them, `clv@3`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from persona.jobs.store import ModelTraitStore
 from persona.log.events import iso, now_micros
 from persona.predict import drift
 from persona.predict.clv import BGNBD, GammaGamma, lifetime_value
+from persona.predict.ranking import percentiles
 from persona.predict.registry import ModelRegistry, ModelVersion
 from persona.profiles.sql import SQLStateStore
 
@@ -117,8 +119,9 @@ def score_clv(state: SQLStateStore, traits: ModelTraitStore, version: ModelVersi
     value = lifetime_value(bgnbd, spend, data.x, data.t_x, data.T, data.m, horizon=YEAR_WEEKS)
     scores: dict[str, dict[str, Any]] = {
         pid: {"p_alive": round(float(a), 4), "expected_orders_90d": round(float(e), 4),
-              "predicted_clv_12m": round(float(v), 2), "clv_model": version.label}
-        for pid, a, e, v in zip(data.ids, alive, soon, value, strict=True)}
+              "predicted_clv_12m": round(float(v), 2), "predicted_clv_12m_percentile": int(rank),
+              "clv_model": version.label}
+        for pid, a, e, v, rank in zip(data.ids, alive, soon, value, percentiles(value), strict=True)}
     traits.replace(CLV, scores)
     report = None
     if registry is not None and len(scores) and "reference" in version.params:
