@@ -3,7 +3,8 @@
 Starts the server on an embedded store, posts the seeded workload as Segment batches
 (what an SDK would send), waits for the processor, then shows what persona made of it:
 profiles, identity stitching measured against the generator's ground truth, the top
-customers, and the URLs to explore.
+customers, RFM and personas, predictive scores, the live audiences (one of them on a score),
+recommendations, and the URLs to explore.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ DEMO_AUDIENCES: dict[str, list[dict[str, Any]]] = {
             {"not": {"event": "Order Completed", "within": "90d"}}]}},
         {"id": "lapsed_buyers", "name": "Bought before, not in the last 60 days", "where": {"all": [
             {"computed": "orders_total", "gte": 1}, {"not": {"event": "Order Completed", "within": "60d"}}]}},
+        {"id": "most_valuable", "name": "Top tenth by predicted 12-month value (a model trait)", "where": {
+            "trait": "predicted_clv_12m_percentile", "gt": 90}},
     ],
 }
 
@@ -163,6 +166,32 @@ def personas(engine: Engine, console: Console) -> Table | None:
     return table
 
 
+def predictions(engine: Engine, workload: Workload, console: Console) -> None:
+    """Lifetime value, purchase propensity and churn trained and scored as of the shop's last day,
+    then the segments on those scores brought up to date."""
+    from persona.log.events import to_micros
+    from persona.predict import lifecycle
+    from persona.predict.features import read_events
+
+    end = to_micros(workload.end)
+    with console.status("training and scoring the predictive models"):
+        events = read_events(engine.log, engine.state, end)  # one read for both classifiers
+        for kind in lifecycle.KINDS:
+            try:
+                version = lifecycle.train(engine, kind, end, events)
+                line = f"{version.label} trained; {lifecycle.score(engine, version, end, events)}"
+            except NotEnoughData as exc:
+                line = f"not trained: {exc.message}"
+            console.print(f"predictive {kind}: {line}", highlight=False)
+        deadline = time.monotonic() + 60
+        while engine.model_traits.changes(1) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the audience stage re-evaluates the customers whose scores changed
+    needed = 2 * max(lifecycle.PROPENSITY_DAYS, engine.config.churn_days) + 30  # two horizons, and a past
+    if workload.days < needed:
+        console.print(f"  (propensity and churn learn from outcomes a horizon or two back: "
+                      f"`persona demo --days {needed}` gives the shop enough history)")
+
+
 def recommendations(engine: Engine, workload: Workload, url: str, secret_key: str, email: str | None) -> Table:
     """The catalog imported, the models trained on the log, and one customer's list asked of the API."""
     from persona.recommend.modelset import train
@@ -218,9 +247,10 @@ def run_demo(config: Config, *, customers: int, days: int, seed: int, fresh: boo
         console.print(f"identity stitching: {stitching.fully_stitched:,} of {stitching.signed_up:,} signed-up "
                       f"customers have every device in their one profile ({stitching.rate:.1%})")
         console.print(top_customers(engine))
-        console.print(audiences(engine))
         if (found := personas(engine, console)) is not None:
             console.print(found)
+        predictions(engine, workload, console)
+        console.print(audiences(engine))
         email = top_email(engine)
         console.print(recommendations(engine, workload, url, secret_key, email))
         console.print("\nTry:")

@@ -152,3 +152,11 @@ def test_a_segment_on_p_alive_follows_each_scoring(engine: Engine) -> None:
         sizes.append(len(slipping))
     assert 0 < sizes[0] < sizes[1]
     assert engine.model_traits.changes(10) == []
+
+
+def test_a_young_shop_is_refused_with_the_reason_not_an_overflow(engine: Engine) -> None:
+    from tests.recommend.shop import end_of, fill_shop
+
+    workload = fill_shop(engine, seed=3, customers=150, days=20)  # where the fit once ran off to e^1800
+    with pytest.raises(NotEnoughData, match="Gamma-Gamma needs at least 20 customers"):
+        train_clv(engine.state, engine.models, end_of(workload))

@@ -155,7 +155,10 @@ def lifetime_value(bgnbd: BGNBD, spend: GammaGamma, x: ArrayLike, t_x: ArrayLike
 
 
 def _minimize(negative: object, start: np.ndarray) -> optimize.OptimizeResult:
-    found = optimize.minimize(negative, start, method="L-BFGS-B", options={"maxiter": 2000})
+    # Bounded in log space: on small or odd data (a shop a few weeks old) the optimum can run off
+    # toward 0 or infinity, where exp overflows; e^20 either side of the start is far beyond any fit.
+    bounds = [(s - 20.0, s + 20.0) for s in start]
+    found = optimize.minimize(negative, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
     if not np.isfinite(found.fun):
         raise NotEnoughData("the model could not be fitted on this data (the likelihood is not finite)")
     return found
