@@ -139,13 +139,13 @@ def evaluate(model: Any, data: Dataset, target: Target) -> dict[str, Any]:
 
 
 def _check(data: Dataset, when: str) -> None:
-    positives = int(data.y.sum())
-    if len(data.y) < MIN_CUSTOMERS:
-        raise NotEnoughData(f"only {len(data.y):,} customers as of the {when} cut-off; at least {MIN_CUSTOMERS} "
+    positives, customers = int(data.y.sum()), len(set(data.customers))  # stacked cut-offs repeat customers
+    if customers < MIN_CUSTOMERS:
+        raise NotEnoughData(f"only {customers:,} customers as of the {when} cut-off; at least {MIN_CUSTOMERS} "
                             "are needed")
     if min(positives, len(data.y) - positives) < MIN_PER_CLASS:
         raise NotEnoughData(f"the label has {positives:,} positive and {len(data.y) - positives:,} negative "
-                            f"customers as of the {when} cut-off; each needs at least {MIN_PER_CLASS}")
+                            f"rows as of the {when} cut-off; each needs at least {MIN_PER_CLASS}")
 
 
 def train_classifier(log: EventLog, state: SQLStateStore, registry: ModelRegistry, kind: str,
