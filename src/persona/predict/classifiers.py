@@ -10,7 +10,8 @@ customers as of `now - 2 x horizon`, labelled by the horizon after, and validate
 of `now - horizon`, labelled by what happened since. The training rows are stacked from up to
 three cut-offs a horizon apart (`now - 2, 3, 4 x horizon`, those the log reaches back to): the
 same customers at other ages, since tenure and recency move from one cut-off to the next and
-trees do not extrapolate (+0.015 ROC-AUC on the synthetic shop and on CDNOW). The
+trees do not extrapolate (+0.015 ROC-AUC on the synthetic shop; see benchmarks/RESULTS.md for
+CDNOW, where it helps a month apart and hurts a quarter apart). The
 validation's figures are the version's metrics: ROC-AUC and PR-AUC, the Brier score,
 calibration by decile of the score, lift and cumulative gain by decile, and the ROC-AUC of
 recency alone on the same customers (the baseline to beat). The version kept is then refitted
