@@ -3,6 +3,8 @@ alone and (on CDNOW) BG/NBD on the same split; and what scoring costs as the sto
 
     python benchmarks/predictive.py                       # synthetic 3,000 customers, CDNOW, scoring 10k/100k
     python benchmarks/predictive.py --customers 1500 --scoring 2000   # quick
+    python benchmarks/predictive.py --scoring-only --scoring 10000,100000,1000000 --scoring-days 10 \
+        --shops /tmp/shops                                # scoring cost up to a million customers
 
 1. **Synthetic shop** (`persona.synth.Workload`, `--customers` over 150 days), through the
    library: appended and folded, then `lifecycle.train` for `propensity` (order in the next 30
@@ -15,12 +17,19 @@ alone and (on CDNOW) BG/NBD on the same split; and what scoring costs as the sto
    then scores every customer as of 1997-10-01. Compared, on the same customers: BG/NBD fitted
    on the calibration period (its P(alive) and its expected purchases), recency, frequency.
 3. **Scoring cost**: `lifecycle.score` for `propensity` and `clv` on shops of `--scoring`
-   customers (comma-separated; each 10x the last shows how the cost grows).
+   customers over `--scoring-days` (comma-separated; each 10x the last shows how the cost grows),
+   in a fresh process whose peak resident memory is reported. Both models are trained once, on a
+   reference shop (10,000 customers over 65 days: training needs 61 days or more), and registered
+   in every shop, so the shops can be short. Building a shop is not timed; `--shops DIR` keeps
+   each one there and reuses it (a million customers take half an hour or more to build).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +37,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from datetime import time as clock
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -43,6 +53,8 @@ from persona.predict import lifecycle
 from persona.predict.classifiers import DAY_US, TARGETS, dataset, fit
 from persona.predict.clv import BGNBD
 from persona.predict.features import read_events
+
+REFERENCE = (10_000, 65)  # customers and days of the shop the scored models are trained on
 
 
 def engine_in(directory: str, **settings: object) -> Engine:
@@ -118,34 +130,84 @@ def _columns(events: object, cutoff: int) -> list[str]:
     return [c.name for c in features_as_of(events, cutoff).columns]  # type: ignore[arg-type]
 
 
-def scoring(sizes: list[int]) -> None:
-    print("## Scoring cost (propensity: one pass over the log + features + trees; clv: profiles only)\n")
-    print("| customers | events | propensity: score s | customers/s | clv: score s | customers/s |\n"
-          "|---:|---:|---:|---:|---:|---:|")
-    for size in sizes:
-        with tempfile.TemporaryDirectory() as directory, engine_in(directory, churn_days=30) as engine:
-            workload = fill_shop(engine, customers=size, days=150)
-            now = end_of(workload)
-            propensity = lifecycle.train(engine, "propensity", now)
-            clv = lifecycle.train(engine, "clv", now)
-            timings = []
-            for version in (propensity, clv):
-                started = time.perf_counter()
-                lifecycle.score(engine, version, now)
-                timings.append(time.perf_counter() - started)
-            print(f"| {size:,} | {engine.log.count():,} | {timings[0]:.1f} | {size / timings[0]:,.0f} | "
-                  f"{timings[1]:.1f} | {size / timings[1]:,.0f} |", flush=True)
+def scoring(sizes: list[int], days: int, shops: Path | None) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = shops or Path(scratch)
+        models = trained_models(folder / f"{REFERENCE[0]}-{REFERENCE[1]}d")
+        print(f"## Scoring cost over {days} days (propensity: one pass over the log + features + trees; "
+              f"clv: profiles only; both trained on {REFERENCE[0]:,} customers over {REFERENCE[1]} days)\n")
+        print("| customers | events | propensity: score s | customers/s | peak MiB | clv: score s | customers/s "
+              "| peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for size in sizes:
+            directory = folder / f"{size}-{days}d"
+            now, events = built_shop(directory, size, days)
+            with engine_in(str(directory), churn_days=30) as engine:
+                versions = [engine.models.register(**model).id for model in models]
+            (propensity, propensity_peak), (clv, clv_peak) = (timed_score(directory, v, now) for v in versions)
+            print(f"| {size:,} | {events:,} | {propensity:.1f} | {size / propensity:,.0f} | {propensity_peak:,.0f} "
+                  f"| {clv:.1f} | {size / clv:,.0f} | {clv_peak:,.0f} |", flush=True)
+            if shops is None:
+                shutil.rmtree(directory)  # a million customers' log is tens of GB
     print()
+
+
+def trained_models(directory: Path) -> list[dict[str, Any]]:
+    """Propensity and clv trained on the reference shop, as `ModelRegistry.register` takes them: every
+    scoring shop scores with these (what a model costs to apply does not depend on where it was fitted,
+    and training needs 61 days or more of history)."""
+    now, _ = built_shop(directory, *REFERENCE)
+    with engine_in(str(directory), churn_days=30) as engine:
+        models = []
+        for kind in ("propensity", "clv"):
+            v = lifecycle.train(engine, kind, now)
+            models.append({"kind": kind, "params": v.params, "metrics": v.metrics, "features": v.features,
+                           "trained_on": v.trained_on, "blob": engine.models.blob(v.id)})
+        return models
+
+
+def built_shop(directory: Path, size: int, days: int) -> tuple[int, int]:
+    """The shop's `now` and events, filled into `directory` unless a finished one is there."""
+    done = directory / "shop.json"
+    if not done.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        with engine_in(str(directory), churn_days=30) as engine:
+            now = end_of(fill_shop(engine, customers=size, days=days))
+            done.write_text(json.dumps({"now": now, "events": engine.log.count()}))
+    shop = json.loads(done.read_text())
+    return shop["now"], shop["events"]
+
+
+def timed_score(directory: Path, version: int, now: int) -> tuple[float, float]:
+    """Seconds `lifecycle.score` takes in a fresh process, and that process's peak resident MiB."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_score_in_child, (str(directory), version, now))
+
+
+def _score_in_child(directory: str, version: int, now: int) -> tuple[float, float]:
+    with engine_in(directory, churn_days=30) as engine:
+        model = engine.models.get(version)
+        started = time.perf_counter()
+        lifecycle.score(engine, model, now)
+        seconds = time.perf_counter() - started
+    # VmHWM, not ru_maxrss: Linux carries the parent's resident size at the spawn into the latter
+    peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    return seconds, int(peak.split()[1]) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=3000, help="the synthetic shop's customers")
     parser.add_argument("--scoring", default="10000,100000", help="shop sizes to time scoring on, comma-separated")
+    parser.add_argument("--scoring-days", type=int, default=150,
+                        help="days of the scoring shops (the models are trained on a shop of their own)")
+    parser.add_argument("--scoring-only", action="store_true", help="skip the synthetic shop and CDNOW")
+    parser.add_argument("--shops", type=Path, help="keep the scoring shops in this folder and reuse them")
     args = parser.parse_args()
-    synthetic(args.customers)
-    cdnow()
-    scoring([int(s) for s in args.scoring.split(",") if s.strip()])
+    if not args.scoring_only:
+        synthetic(args.customers)
+        cdnow()
+    scoring([int(s) for s in args.scoring.split(",") if s.strip()], args.scoring_days, args.shops)
 
 
 if __name__ == "__main__":

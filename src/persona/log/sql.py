@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from persona.log.events import Event
-from persona.log.store import AppendResult, QuarantinedMessage, Rejected
+from persona.log.store import AppendResult, QuarantinedMessage, Rejected, Scanned
 from persona.storage.sql import Connection, Database, Insert, Migration, chunk_size, chunks, where_in
 
 MIGRATIONS = [
@@ -173,6 +173,11 @@ class SQLEventLog:
              ) -> list[Event]:
         rows = self.db.query(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
         return [_row_to_event(r, decode or _decode) for r in rows]
+
+    def scan(self, after_seq: int, through_seq: int, limit: int) -> list[Scanned]:
+        rows = self.db.query("SELECT seq, source_id, type, name, timestamp, body FROM events"
+                             " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", (after_seq, through_seq, limit))
+        return rows  # type: ignore[return-value]
 
     def read_range(self, start_us: int, end_us: int, batch: int = 10_000) -> Iterator[Event]:
         cursor = (start_us, -1)

@@ -8,6 +8,9 @@ from typing import Any, Protocol
 
 from persona.log.events import Event
 
+# (seq, source_id, type, name, timestamp, body as stored): an event as a pass over the whole log reads it
+Scanned = tuple[int, str, str, str | None, int, bytes]
+
 
 @dataclass(frozen=True)
 class AppendResult:
@@ -51,6 +54,11 @@ class EventLog(Protocol):
         """Events with seq > after_seq in log order: the stream the processor consumes.
 
         `decode` turns a stored body into the dict put in `Event.body` (default: all of it)."""
+        ...
+
+    def scan(self, after_seq: int, through_seq: int, limit: int) -> list[Scanned]:
+        """Events in (after_seq, through_seq] in log order, as bare rows with the body undecoded:
+        for batch jobs that read millions and decode only what they need."""
         ...
 
     def read_range(self, start_us: int, end_us: int, batch: int = 10_000) -> Iterator[Event]:

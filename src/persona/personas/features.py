@@ -1,6 +1,6 @@
 """Behavioral features per customer, engineered from the log, for clustering personas.
 
-Every folded event (`profiles/history.folded_events`) counts for the profile it belongs to
+Every folded event (`profiles/history.folded_rows`) counts for the profile it belongs to
 now, so a customer's devices and merged-in anonymous visits count together. Only what the
 features read is decoded from each body (category, coupon, revenue, device type), into
 flat arrays; the features are then computed with numpy:
@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 
 from persona.log.store import EventLog
-from persona.profiles.history import folded_events
+from persona.profiles.history import folded_rows
 from persona.profiles.profile import ORDER_COMPLETED
 from persona.profiles.sql import SQLStateStore
 from persona.segments.stage import SYSTEM_SOURCE
@@ -88,15 +88,17 @@ class CustomerFeatures:
         return self.values[:, self.names().index(name)]
 
 
-class _Device(msgspec.Struct):
+# What the features read of a body, the rest skipped over. gc=False: millions are decoded per pass
+# and none can be in a cycle, so the collector need not track them.
+class _Device(msgspec.Struct, gc=False):
     type: Any = None
 
 
-class _Context(msgspec.Struct):
+class _Context(msgspec.Struct, gc=False):
     device: _Device | None = None
 
 
-class _Properties(msgspec.Struct):
+class _Properties(msgspec.Struct, gc=False):
     category: Any = None
     coupon: Any = None
     discount: Any = None
@@ -104,34 +106,26 @@ class _Properties(msgspec.Struct):
     total: Any = None
 
 
-class _Body(msgspec.Struct):
+class _Body(msgspec.Struct, gc=False):
     properties: _Properties | None = None
     context: _Context | None = None
 
 
+_NO_PROPERTIES = _Properties()
 _decode_view = msgspec.json.Decoder(_Body).decode
 _decode_full = msgspec.json.Decoder().decode
 
 
-def decode_for_features(raw: bytes) -> dict[str, Any]:
-    """Only what the features read; the rest of the body (products, page, ...) is skipped over."""
+def _decode(raw: bytes) -> _Body:
     try:
-        body = _decode_view(raw)
-    except msgspec.ValidationError:  # an unusual shape (a string device, say): take it whole
+        return _decode_view(raw)
+    except msgspec.ValidationError:  # an unusual shape (a string device, say): take what fits
         whole = _decode_full(raw)
         props, context = whole.get("properties"), whole.get("context")
         props = props if isinstance(props, dict) else {}
         device = context.get("device") if isinstance(context, dict) else None
-        return {"category": props.get("category"), "coupon": props.get("coupon"), "discount": props.get("discount"),
-                "revenue": props.get("revenue"), "total": props.get("total"),
-                "device": device.get("type") if isinstance(device, dict) else None}
-    out: dict[str, Any] = {}
-    if (props := body.properties) is not None:
-        out = {"category": props.category, "coupon": props.coupon, "discount": props.discount,
-               "revenue": props.revenue, "total": props.total}
-    if body.context is not None and body.context.device is not None:
-        out["device"] = body.context.device.type
-    return out
+        return _Body(_Properties(**{f: props.get(f) for f in _Properties.__struct_fields__}),
+                     _Context(_Device(device.get("type") if isinstance(device, dict) else None)))
 
 
 _NUMBERS = (int, float)
@@ -155,31 +149,39 @@ class EventArrays:
         self.customers: dict[str, int] = {}
         self.devices: dict[str, int] = {}
         self.categories: dict[str, int] = {}
+        self._category_codes: dict[str, int] = {}  # "Outdoor > Hiking" -> the code of Outdoor
 
-    def add(self, pid: str, timestamp: int, name: str | None, body: dict[str, Any]) -> None:
-        index = self.customers.setdefault(pid, len(self.customers))
+    def add(self, pid: str, timestamp: int, name: str | None, raw: bytes) -> None:
+        """One event: its profile (root), time, track event name (None for other calls), stored body."""
+        body = _decode(raw)
+        props = body.properties or _NO_PROPERTIES
+        context = body.context
+        device = context.device.type if context is not None and context.device is not None else None
         kind = _KINDS.get(name or "", OTHER)
-        device = body.get("device")
-        category = body.get("category") if kind == VIEWED else None
-        discounted, amount = 0, 0.0
-        if kind == ORDERED:
-            coupon, discount = body.get("coupon"), body.get("discount")
+        discounted, amount, category = 0, 0.0, -1
+        if kind == VIEWED and isinstance(props.category, str) and props.category:
+            category = self._category(props.category)
+        elif kind == ORDERED:
+            coupon, discount = props.coupon, props.discount
             discounted = int(bool(coupon) or (_number(discount) and discount > 0))
-            value = body.get("revenue")
+            value = props.revenue
             if not _number(value):
-                value = body.get("total")
+                value = props.total
             amount = float(value) if _number(value) else 0.0
-        self.customer.append(index)
+        self.customer.append(self.customers.setdefault(pid, len(self.customers)))
         self.timestamp.append(timestamp)
         self.kind.append(kind)
         self.device.append(self.devices.setdefault(device, len(self.devices)) if isinstance(device, str) else -1)
-        if isinstance(category, str) and category:
-            top = category.split(">", 1)[0].strip()
-            self.category.append(self.categories.setdefault(top, len(self.categories)))
-        else:
-            self.category.append(-1)
+        self.category.append(category)
         self.discounted.append(discounted)
         self.amount.append(amount)
+
+    def _category(self, category: str) -> int:
+        code = self._category_codes.get(category)
+        if code is None:
+            top = category.split(">", 1)[0].strip()
+            code = self._category_codes[category] = self.categories.setdefault(top, len(self.categories))
+        return code
 
 
 def extract_features(log: EventLog, state: SQLStateStore, *, since: int | None = None, until: int | None = None,
@@ -191,13 +193,13 @@ def extract_features(log: EventLog, state: SQLStateStore, *, since: int | None =
     that is later (future-dated, e.g. synthetic, data); `progress` gets events read so far."""
     arrays = EventArrays()
     read = 0
-    for batch in folded_events(log, state, decode=decode_for_features):
-        for pid, event in batch:
-            if event.source_id == SYSTEM_SOURCE:
+    for batch in folded_rows(log, state):
+        for pid, (_, source, kind, name, timestamp, body) in batch:
+            if source == SYSTEM_SOURCE:
                 continue
-            if (since is not None and event.timestamp < since) or (until is not None and event.timestamp >= until):
+            if (since is not None and timestamp < since) or (until is not None and timestamp >= until):
                 continue
-            arrays.add(pid, event.timestamp, event.name if event.type == "track" else None, event.body)
+            arrays.add(pid, timestamp, name if kind == "track" else None, body)
         read += len(batch)
         if progress is not None:
             progress(read)

@@ -35,10 +35,9 @@ from persona.personas.features import (
     Column,
     CustomerFeatures,
     EventArrays,
-    decode_for_features,
     features_of,
 )
-from persona.profiles.history import folded_events
+from persona.profiles.history import folded_rows
 from persona.profiles.sql import SQLStateStore
 from persona.segments.stage import SYSTEM_SOURCE
 
@@ -64,10 +63,10 @@ def read_events(log: EventLog, state: SQLStateStore, until: int,
                 progress: Callable[[int], object] | None = None) -> Events:
     """One pass over the folded log: the behavioral events stamped before `until`."""
     arrays, read = EventArrays(), 0
-    for batch in folded_events(log, state, decode=decode_for_features):
-        for pid, event in batch:
-            if event.source_id != SYSTEM_SOURCE and event.timestamp < until:
-                arrays.add(pid, event.timestamp, event.name if event.type == "track" else None, event.body)
+    for batch in folded_rows(log, state):
+        for pid, (_, source, kind, name, timestamp, body) in batch:
+            if source != SYSTEM_SOURCE and timestamp < until:
+                arrays.add(pid, timestamp, name if kind == "track" else None, body)
         read += len(batch)
         if progress is not None:
             progress(read)
@@ -93,8 +92,7 @@ def features_as_of(events: Events, cutoff: int) -> CustomerFeatures:
     """Every customer with an event before `cutoff`, their features from those events alone."""
     rows = before(events, cutoff)
     base = features_of(rows, None, cutoff, None, 1)
-    index = {pid: i for i, pid in enumerate(rows.customers)}
-    wanted = np.asarray([index[pid] for pid in base.customers], dtype=np.int64)
+    wanted = np.asarray([rows.customers[pid] for pid in base.customers], dtype=np.int64)
     extra = _extras(rows, cutoff, len(rows.customers))[wanted]
     return CustomerFeatures(base.customers, [*base.columns, *EXTRA], np.column_stack([base.values, extra]),
                             base.left_out, base.events, None, cutoff, cutoff)

@@ -259,6 +259,14 @@ class SQLStateStore:
         rows = self.db.query("SELECT seq, profile_id FROM timeline WHERE seq > ? AND seq <= ?", (after, through))
         return {r[0]: r[1] for r in rows}
 
+    def owners(self, after: int, through: int) -> dict[int, str]:
+        """seq -> the root of the profile each event in (after, through] was folded into: `assigned`
+        and `roots` in one query (a profile with no row stands for itself)."""
+        rows = self.db.query("SELECT t.seq, coalesce(p.root, t.profile_id) FROM timeline t"
+                             " LEFT JOIN profiles p ON p.id = t.profile_id WHERE t.seq > ? AND t.seq <= ?",
+                             (after, through))
+        return {r[0]: r[1] for r in rows}
+
     def merges_between(self, after: int, through: int) -> list[MergeRecord]:
         rows = self.db.query("SELECT seq, at, survivor, merged, reason FROM merges WHERE seq > ? AND seq <= ?"
                              " ORDER BY seq", (after, through))
