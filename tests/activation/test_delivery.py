@@ -98,7 +98,7 @@ def test_dead_after_max_attempts_then_replay_delivers(db: Database, receiver: Re
         (dead,) = outbox.dead_letters("crm")
         assert (dead.attempts, dead.last_status_code) == (3, 503)
         assert dead.last_error == "HTTP 503; gave up after 3 attempts"
-        assert "dead: HTTP 503; gave up after 3 attempts" in caplog.text
+        wait_for(lambda: "dead: HTTP 503; gave up after 3 attempts" in caplog.text)  # logged after the commit
         assert receiver.ids() == {}
         assert outbox.replay(destination="crm") == 1
         wait_for(lambda: outbox.counts() == {"crm": {DELIVERED: 1}})
