@@ -11,42 +11,41 @@ undecoded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from persona.log.events import Event
 from persona.log.store import EventLog, Scanned
 from persona.profiles.sql import SQLStateStore
 
+T = TypeVar("T")
+
 
 def folded_events(log: EventLog, state: SQLStateStore, *, batch: int = 10_000,
                   decode: Callable[[bytes], dict[str, Any]] | None = None) -> Iterator[list[tuple[str, Event]]]:
     """Batches of (root profile id, event) in log order, through `state.folded_through()` as of the start."""
-    through = state.folded_through()
-    after = 0
-    while after < through:
-        events = log.read(after, batch, decode)
-        if not events:
-            return
-        kept = [e for e in events if e.seq <= through]
-        reached = through if len(events) < batch or events[-1].seq >= through else events[-1].seq
-        owners = state.owners(after, reached)
-        pairs = [(pid, e) for e in kept if (pid := owners.get(e.seq)) is not None]
-        if pairs:
-            yield pairs
-        after = reached
+    def read(after: int, through: int) -> list[Event]:
+        return [e for e in log.read(after, batch, decode) if e.seq <= through]
+
+    return _folded(state, read, lambda event: event.seq, batch)
 
 
 def folded_rows(log: EventLog, state: SQLStateStore, *, batch: int = 10_000) -> Iterator[list[tuple[str, Scanned]]]:
     """`folded_events` as (root profile id, `EventLog.scan` row): no Event built, no body decoded."""
+    return _folded(state, lambda after, through: log.scan(after, through, batch), lambda row: row[0], batch)
+
+
+def _folded(state: SQLStateStore, read: Callable[[int, int], list[T]], seq_of: Callable[[T], int],
+            batch: int) -> Iterator[list[tuple[str, T]]]:
+    """The pass both share: `read(after, through)` gives up to `batch` items in (after, through]."""
     through = state.folded_through()
     after = 0
     while after < through:
-        rows = log.scan(after, through, batch)
-        if not rows:
+        items = read(after, through)
+        if not items:
             return
-        reached = through if len(rows) < batch else rows[-1][0]
+        reached = through if len(items) < batch else seq_of(items[-1])
         owners = state.owners(after, reached)
-        pairs = [(pid, row) for row in rows if (pid := owners.get(row[0])) is not None]
+        pairs = [(pid, item) for item in items if (pid := owners.get(seq_of(item))) is not None]
         if pairs:
             yield pairs
         after = reached
